@@ -1,0 +1,92 @@
+"""The `toolkit` command in-process (click's runner): outputs, recipes, replay, and one
+clear line with a non-zero exit for every user mistake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from toolkit.cli import cli
+from toolkit.errors import ToolkitError
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), obj={})
+
+
+def test_generate_info_and_replay(tiny_model, tmp_path):
+    result = invoke("generate", "--model", "tinym", "--class", "3", "-n", "2", "--seed", "5", "--post", "invert", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    paths = [Path(line) for line in result.stdout.split() if line.endswith(".png")]
+    assert len(paths) == 2 and all(p.exists() for p in paths)
+    assert "chain: tinym (tiny) -> invert [edit]" in result.stderr
+    info = invoke("info", str(paths[1]))
+    recipe = json.loads(info.stdout)
+    assert recipe["request"]["class_label"] == 3 and recipe["seed"] == 5 and recipe["index"] == 1
+    replayed = invoke("generate", "--replay", str(paths[1]), "--out", str(tmp_path / "again"))
+    assert replayed.exit_code == 0, replayed.output
+    assert "identical to the original: yes" in replayed.stderr
+    assert (tmp_path / "again").is_dir()
+
+
+def test_models_and_plugins_json(tiny_model):
+    models = json.loads(invoke("models", "--json").stdout)
+    assert models[0]["name"] == "tinym" and models[0]["accepts"] == ["class", "sketch"] and models[0]["default"]
+    plugins = {p["name"]: p for p in json.loads(invoke("plugins", "--json").stdout)}
+    assert plugins["tiny"]["stages"] == {"invert": "edit"}
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png", optimize=True)
+    Image.new("RGB", (10, 30)).save(tmp_path / "tall.png")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sketch", "{d}/missing.png"], "sketch file not found"),
+        (["--sketch", "{d}/corrupt.png"], "cannot read"),
+        (["--sketch", "{d}/bomb.png"], "over the limit of 40 megapixels"),
+        (["--sketch", "{d}/tall.png"], "crop it to a 16:16 aspect ratio"),
+        (["--model", "nonexistent"], "unknown model 'nonexistent'"),
+        (["--steps", "0"], "--steps: Input should be greater than or equal to 1"),
+        (["--class", "99"], "--class: model 'tinym' has classes 0-9"),
+        (["--prompt", "a red circle"], "does not accept text"),
+        (["--post", "nope"], "unknown postprocessor 'nope'"),
+        (["--post", "invert:x=1"], "post-processor 'invert': x: Extra inputs are not permitted"),
+        (["--width", "32", "--height", "32"], "makes 16x16 images, not 32x32"),
+    ],
+)
+def test_user_mistakes_print_one_line(tiny_model, bad_files, args, message):
+    out_dir = bad_files / "out"
+    result = invoke("generate", "--model", "tinym", *[a.format(d=bad_files) for a in args], "--out", str(out_dir))
+    assert result.exit_code == 1
+    assert message in result.stderr, result.stderr
+    assert result.stderr.startswith("Error:") and "Traceback" not in result.output
+    assert not out_dir.exists()  # nothing written
+
+
+def test_debug_shows_the_exception(tiny_model):
+    result = CliRunner().invoke(cli, ["--debug", "generate", "--model", "nonexistent"], obj={})
+    assert isinstance(result.exception, ToolkitError)
+
+
+def test_info_on_a_png_without_recipe(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
+    result = invoke("info", str(tmp_path / "plain.png"))
+    assert result.exit_code == 1 and "carries no toolkit recipe" in result.stderr
+
+
+def test_generate_help_comes_from_the_schema():
+    result = invoke("generate", "--help")
+    for flag in ("--prompt", "--negative-prompt", "--sketch", "--mask", "--class", "--model", "--sampler", "--steps",
+                 "--guidance", "--seed", "--n", "--out", "--replay", "--post"):
+        assert flag in result.stdout
+    assert "classifier-free guidance scale" in result.stdout

@@ -1,0 +1,333 @@
+"""The ``toolkit`` command.
+
+Every user mistake is a ``ToolkitError``: printed on one line, exit status 1; a traceback
+only with ``toolkit --debug``. The ``generate`` flags are built from ``GenerationRequest``,
+so the CLI, the Python API and the web app share one schema.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import InvalidRequestError, ToolkitError
+from .request import GenerationRequest, PostSpec
+
+console = Console(stderr=True)
+out = Console()
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=transient,
+        disable=not console.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("TOOLKIT_PROGRESS") == "1"
+
+
+def print_error(error: Exception) -> None:
+    console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+
+
+class ToolkitGroup(click.Group):
+    """Turns ToolkitErrors into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            print_error(error)
+            sys.exit(1)
+
+
+@click.group(cls=ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="toolkit")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """toolkit: generate images with GANs, VAEs, DDPMs and latent diffusion, conditioned on
+    text, class labels, sketches and masks, extended by plugins.
+
+    \b
+    Start here:
+      toolkit models                      the models you can use
+      toolkit generate --prompt "..."     make images (see toolkit generate --help)
+      toolkit plugins                     what is installed, and what is broken
+      toolkit dataset preview shapes      look at a dataset
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+# -- generate ------------------------------------------------------------------------------
+
+
+def _base_type(annotation: Any) -> type:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def request_options(func: Any) -> Any:
+    """Add one CLI option per ``GenerationRequest`` field (help text = field description)."""
+    for name, field in reversed(list(GenerationRequest.model_fields.items())):
+        extra = field.json_schema_extra or {}
+        flags = [extra["flag"]] + (["-n"] if name == "n" else [])
+        if name == "post":
+            option = click.option(*flags, name, multiple=True, metavar="NAME[:k=v,...]", help=field.description)
+        elif extra.get("image"):
+            option = click.option(*flags, name, type=str, metavar="FILE", help=field.description)
+        else:
+            kind = _base_type(field.annotation)
+            option = click.option(*flags, name, type=kind, default=None, help=field.description)
+        func = option(func)
+    return func
+
+
+@cli.command()
+@request_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True, help="Folder for the PNGs (never overwritten).")
+@click.option("--replay", type=click.Path(dir_okay=False), help="Make a toolkit PNG again from the recipe inside it.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def generate(out_dir: str, replay: str | None, device: str, **fields: Any) -> None:
+    """Generate images; each PNG carries its full recipe.
+
+    \b
+    Examples:
+      toolkit generate --prompt "a large green triangle in the center" --n 4
+      toolkit generate --model ddpm-digits --class 7 --n 16 --sampler ddim --steps 20
+      toolkit generate --model gan-digits --class 3 --post upscale-lanczos:scale=4
+      toolkit generate --replay out/ddpm-digits-42-00.png
+    """
+    from . import pipeline
+    from .plugins import get_registry
+
+    if replay:
+        _replay(Path(replay), Path(out_dir), device)
+        return
+    fields["post"] = [PostSpec.parse(p) for p in fields.get("post") or ()]
+    if fields.get("n") is None:
+        fields.pop("n", None)
+    request = pipeline.parse_request({k: v for k, v in fields.items() if v is not None and v != []})
+    plan = pipeline.plan(request, get_registry())
+    console.print(f"chain: {' -> '.join(plan.chain)}   seed: {plan.request.seed}", highlight=False, markup=False)
+    with progress_bar() as bar:
+        task = bar.add_task(f"generating {plan.request.n} image(s)", total=None)
+        result = pipeline.run(plan, device=device, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for record in result.post_records:
+        if record["record"]:
+            console.print(f"{record['name']}: {json.dumps(record['record'])}", highlight=False, markup=False)
+    for path in pipeline.save(result, out_dir):
+        out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+
+
+def _replay(png: Path, out_dir: Path, device: str) -> None:
+    import numpy as np
+
+    from . import pipeline
+    from .images import open_image
+    from .recipe import write_png
+
+    with progress_bar() as bar:
+        task = bar.add_task(f"replaying {png.name}", total=None)
+        image, recipe = pipeline.replay(png, device=device, progress=lambda d, t: bar.update(task, completed=d, total=t))
+    target = pipeline._free_path(out_dir, f"{png.stem}-replay")
+    write_png(image, target, recipe)
+    same = np.array_equal(np.asarray(open_image(png).convert("RGB")), np.asarray(image))
+    console.print(f"identical to the original: {'yes' if same else 'NO (different machine or library versions?)'}")
+    out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+
+
+# -- plugins and models --------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins, what each registered, and any that are broken."""
+    from .plugins import get_registry
+    from .registry import KINDS
+
+    registry = get_registry()
+    rows = []
+    for info in sorted(registry.plugins.values(), key=lambda p: p.name):
+        components = {}
+        for kind in KINDS:
+            names = [n for n, e in getattr(registry, kind).items() if e.plugin == info.name]
+            if names:
+                components[kind] = names
+        stages = {n: e.obj.stage.name.lower() for n, e in registry.postprocessors.items() if e.plugin == info.name}
+        rows.append({"name": info.name, "package": info.package, "version": info.version, "status": "ok" if info.ok else "broken",
+                     "error": info.error, "hooks": info.hooks, "components": components, "stages": stages})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="toolkit plugins")
+    for column in ("plugin", "package", "status", "registers"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        parts = []
+        for kind, names in row["components"].items():
+            shown = [f"{n} [{row['stages'][n]}]" if n in row["stages"] else n for n in names]
+            parts.append(f"{kind}: {', '.join(shown)}")
+        status = "[green]ok[/]" if row["status"] == "ok" else f"[red]broken[/]: {escape(row['error'])}"
+        table.add_row(row["name"], f"{row['package'] or '-'} {row['version'] or ''}", status, escape("\n".join(parts)))
+    out.print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json: bool) -> None:
+    """List the models you can pass to --model: shipped ones and those in $TOOLKIT_HOME/models."""
+    from .plugins import get_registry
+    from .store import list_models, user_models_dir
+
+    infos = list_models(get_registry())
+    rows = [{"name": m.name, "generator": m.generator, "accepts": sorted(m.accepts), "sizes": [f"{w}x{h}" for h, w in m.sizes],
+             "size_mb": round(m.size_bytes / 1e6, 2), "source": m.source, "default": bool(m.config.get("default")),
+             "path": str(m.path), "error": m.config.get("error")} for m in infos]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"toolkit models (user folder: {user_models_dir()})")
+    for column in ("name", "generator", "accepts", "sizes", "on disk", "source"):
+        table.add_column(column)
+    for r in rows:
+        name = r["name"] + (" (default)" if r["default"] else "")
+        table.add_row(name, r["generator"], ", ".join(r["accepts"]) or "-", ", ".join(r["sizes"]), f"{r['size_mb']} MB", r["source"])
+    out.print(table if rows else "no models installed yet; train one with `toolkit train` or copy a model folder into the user folder")
+
+
+@cli.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw recipe, input images included.")
+def info(image: str, as_json: bool) -> None:
+    """Print the recipe a toolkit PNG carries: request, seed, model and its sha256, plugins, versions."""
+    from .recipe import read_recipe
+
+    recipe = read_recipe(image)
+    if not as_json:
+        request = recipe["request"]
+        for key in ("sketch", "mask", "init_image"):
+            if request.get(key):
+                request[key] = f"<PNG, {len(request[key]) * 3 // 4 // 1024} kB embedded; --json shows it>"
+    out.print_json(json.dumps(recipe))
+
+
+# -- datasets ------------------------------------------------------------------------------
+
+
+@cli.group()
+def dataset() -> None:
+    """Look at the dataset plugins."""
+
+
+@dataset.command("list")
+def dataset_list() -> None:
+    """List the registered datasets."""
+    from .plugins import get_registry
+
+    for name, entry in sorted(get_registry().datasets.items()):
+        out.print(f"{name:14} {entry.description}  [dim](plugin {entry.plugin})[/]")
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("root=data", "size=3")`` -> ``{"root": "data", "size": 3}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidRequestError(f"option '{pair}' must be key=value")
+        options[key] = PostSpec.parse(f"x:{key}={value}").options[key]
+    return options
+
+
+def build_dataset(name: str, split: str, size: int | None, seed: int, options: dict[str, Any]) -> Any:
+    from .plugins import get_registry
+
+    cls = get_registry().get("datasets", name)
+    if split not in cls.splits:
+        raise InvalidRequestError(f"dataset '{name}' has splits {', '.join(cls.splits)}, not '{split}'")
+    kwargs = {"split": split, "seed": seed, **options}
+    if size is not None:
+        kwargs["size"] = size
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise InvalidRequestError(f"dataset '{name}': {error}") from None
+
+
+@dataset.command("preview")
+@click.argument("name")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default="preview.png", show_default=True, help="PNG to write.")
+@click.option("--n", "-n", default=16, show_default=True, type=click.IntRange(1, 256), help="Number of samples.")
+@click.option("--split", default="train", show_default=True, help="Dataset split.")
+@click.option("--size", type=click.IntRange(8, 1024), default=None, help="Image size; default: the dataset's.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Dataset seed.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. root=./photos.")
+def dataset_preview_cmd(name: str, out_file: str, n: int, split: str, size: int | None, seed: int, options: tuple[str, ...]) -> None:
+    """Save a grid of samples with their captions, sketches and masks.
+
+    \b
+    Examples:
+      toolkit dataset preview shapes --out shapes.png
+      toolkit dataset preview imagefolder -o root=./photos --out mine.png
+    """
+    import os
+    import tempfile
+
+    from .preview import dataset_preview
+
+    data = build_dataset(name, split, size, seed, parse_options(options))
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(f"rendering {name}", total=n)
+        grid = dataset_preview(data, n=n, progress=lambda d, t: bar.update(task, completed=d, total=t))
+    target = Path(out_file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
+    with os.fdopen(fd, "wb") as f:
+        grid.save(f, format="PNG")
+    os.replace(tmp, target)
+    out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+
+
+# -- plugin commands and entry point --------------------------------------------------------
+
+
+def _add_plugin_commands() -> None:
+    from .plugins import call_each, get_plugin_manager, get_registry
+
+    call_each(get_plugin_manager(), get_registry(), "register_commands", cli=cli)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        _add_plugin_commands()
+    except ToolkitError as error:  # strict plugin mode
+        if debug:
+            raise
+        print_error(error)
+        sys.exit(1)
+    cli(obj={"debug": debug})
+
+
+if __name__ == "__main__":
+    main()

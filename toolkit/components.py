@@ -1,0 +1,291 @@
+"""The protocols every plugin component implements: generators, conditioners,
+samplers, post-processors and datasets.
+
+The core only ever talks to these classes; it never imports a concrete model.
+
+Conventions shared by every component:
+
+* Images cross plugin boundaries as float tensors of shape ``(batch, 3, height, width)``
+  with values in ``[-1, 1]``. Conversion to and from PIL happens at the edges only
+  (``toolkit.images``).
+* Sketches are ``(batch, 1, height, width)`` floats in ``[0, 1]`` where 1 is a stroke;
+  masks are ``(batch, 1, height, width)`` floats in ``{0, 1}`` where 1 means "regenerate".
+* Randomness comes from the ``torch.Generator`` the pipeline passes in, never from the
+  global RNG, so that a recipe's seed reproduces an image bit for bit.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+# The kinds of conditioning a request can carry. A generator declares the subset it accepts.
+CONDITIONING_KINDS = ("text", "class", "sketch", "mask", "init_image")
+
+
+@dataclass
+class TextEmbedding:
+    """What a text conditioner gives a generator.
+
+    tokens: ``(batch, sequence, dim)`` per-token embeddings for cross-attention.
+    pooled: ``(batch, dim)`` one vector per prompt.
+    attention_mask: ``(batch, sequence)`` 1 for real tokens, 0 for padding.
+    """
+
+    tokens: torch.Tensor
+    pooled: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+
+
+@dataclass
+class Conditioning:
+    """Everything a generator is conditioned on, already encoded as tensors.
+
+    Fields the request did not set are ``None``; a generator only ever sees kinds it
+    declared in ``Generator.accepts`` (the pipeline refuses the rest before any work).
+    """
+
+    text: TextEmbedding | None = None  # the prompt
+    negative_text: TextEmbedding | None = None  # the negative prompt, for guidance
+    class_labels: torch.Tensor | None = None  # (batch,) int64
+    sketch: torch.Tensor | None = None  # (batch, 1, H, W) in [0, 1], 1 = stroke
+    mask: torch.Tensor | None = None  # (batch, 1, H, W) in {0, 1}, 1 = regenerate
+    init_image: torch.Tensor | None = None  # (batch, 3, H, W) in [-1, 1]
+    extra: dict[str, Any] = field(default_factory=dict)  # plugin-specific conditioning
+
+
+# ---------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class GenerateArgs:
+    """Sampling settings a generator receives, resolved from the request."""
+
+    n: int  # number of images
+    height: int
+    width: int
+    generator: torch.Generator  # the only source of randomness
+    steps: int | None = None  # denoising steps (diffusion models)
+    guidance_scale: float | None = None  # classifier-free guidance
+    sampler: Sampler | None = None  # a resolved sampler function (diffusion models)
+    sampler_name: str | None = None
+    progress: Callable[[int, int], None] | None = None  # progress(done, total)
+
+
+class Generator(ABC):
+    """A trained image model: loads from a model folder and turns conditioning into images.
+
+    Subclasses set the class attributes and implement ``from_pretrained`` / ``save_pretrained``
+    and ``generate``. A model folder is ``config.json`` (with ``"generator": name``) plus
+    safetensors weights; ``toolkit.store`` reads and writes both.
+    """
+
+    name: ClassVar[str]  # registry name, e.g. "ddpm"
+    description: ClassVar[str] = ""
+    # Conditioning kinds this generator family can use at all. A model narrows it through
+    # the "accepts" list in its config.json (a model trained without classes takes none).
+    accepts: ClassVar[frozenset[str]] = frozenset()
+    uses_sampler: ClassVar[bool] = False  # True for diffusion models: --sampler/--steps apply
+    default_sampler: ClassVar[str | None] = None
+    default_steps: ClassVar[int | None] = None
+    default_guidance_scale: ClassVar[float | None] = None
+
+    @classmethod
+    def claims(cls, folder: Path, config: dict[str, Any]) -> bool:
+        """Whether this generator loads the model folder. Overridden by generators that
+        read foreign layouts (a diffusers pipeline folder, say)."""
+        return config.get("generator") == cls.name
+
+    @classmethod
+    @abstractmethod
+    def from_pretrained(cls, folder: Path, *, device: str = "cpu") -> Generator:
+        """Load a model folder written by ``save_pretrained``."""
+
+    @abstractmethod
+    def save_pretrained(self, folder: Path) -> None:
+        """Write the model folder (use ``toolkit.store.save_model_folder``)."""
+
+    @abstractmethod
+    def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
+        """Make ``args.n`` images.
+
+        Returns a float tensor of shape ``(args.n, 3, args.height, args.width)`` in ``[-1, 1]``.
+        """
+
+
+# ---------------------------------------------------------------------------------------
+# Conditioners
+# ---------------------------------------------------------------------------------------
+
+
+class Conditioner(ABC):
+    """Encodes one kind of request input (prompt, class, sketch, mask) into tensors.
+
+    A model's config names the conditioner for each kind it accepts (``"conditioners":
+    {"text": "text-clip"}``); otherwise the registered conditioner named like the kind is
+    used. Conditioners that need weights (a text encoder) load them from the model folder.
+    """
+
+    name: ClassVar[str]  # registry name, e.g. "sketch" or "text-clip"
+    kind: ClassVar[str]  # one of CONDITIONING_KINDS
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def load(cls, model_folder: Path | None, config: dict[str, Any]) -> Conditioner:
+        """Build the conditioner for one model. Default: no weights, no settings."""
+        return cls()
+
+    @abstractmethod
+    def encode(self, value: Any, *, n: int, height: int, width: int) -> Any:
+        """Turn one request value into what ``Conditioning`` holds for this kind,
+        repeated for a batch of ``n`` (see the field comments of ``Conditioning``)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Samplers (k-diffusion's calling convention)
+# ---------------------------------------------------------------------------------------
+
+
+class Denoiser(Protocol):
+    """A model wrapped to predict the clean image: ``denoised = model(x, sigma, **extra_args)``.
+
+    x: ``(batch, channels, height, width)`` noisy input; sigma: ``(batch,)`` noise levels.
+    Returns the denoised estimate, same shape as ``x``.
+    """
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor: ...
+
+
+class Sampler(Protocol):
+    """Every sampler has k-diffusion's signature, so they are interchangeable:
+
+    ``sampler(model, x, sigmas, extra_args=None, callback=None, disable=None, generator=None) -> x``
+
+    x: ``(batch, channels, height, width)`` initial noise already scaled by ``sigmas[0]``.
+    sigmas: ``(steps + 1,)`` decreasing noise levels ending in 0.
+    Returns the sample at ``sigmas[-1]``, same shape as ``x``.
+    """
+
+    def __call__(
+        self,
+        model: Denoiser,
+        x: torch.Tensor,
+        sigmas: torch.Tensor,
+        extra_args: dict[str, Any] | None = None,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+        disable: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Post-processors
+# ---------------------------------------------------------------------------------------
+
+
+class Stage(enum.IntEnum):
+    """Where a post-processor runs in the chain. Lower runs first; the pipeline refuses a
+    request that lists post-processors against this order."""
+
+    SAFETY = 100  # look at the raw output first: block, blur or flag
+    EDIT = 200  # colour and style edits
+    UPSCALE = 300
+    WATERMARK = 400  # after every pixel change, or the mark would be damaged
+    SIGN = 500  # content credentials sign the final file
+
+
+class NoOptions(BaseModel):
+    """Options model for post-processors that take none; rejects any key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class PostContext:
+    """What a post-processor may want to know about the images it processes."""
+
+    request: Any  # toolkit.request.GenerationRequest
+    seed: int
+    model_name: str
+    model_sha256: str
+    generator: Generator | None = None
+
+
+@dataclass
+class PostResult:
+    """A post-processor's output: the images and a JSON-able record for the recipe."""
+
+    images: torch.Tensor  # (batch, 3, H', W') in [-1, 1]; H', W' may differ (upscalers)
+    record: dict[str, Any] = field(default_factory=dict)  # e.g. scores, what was done
+
+
+class PostProcessor(ABC):
+    """Runs on generated images after the generator, in ``stage`` order."""
+
+    name: ClassVar[str]
+    stage: ClassVar[Stage]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions  # validated from --post NAME key=value
+
+    @abstractmethod
+    def process(self, images: torch.Tensor, options: BaseModel, ctx: PostContext) -> PostResult:
+        """images: ``(batch, 3, H, W)`` in ``[-1, 1]``. Returns a ``PostResult``."""
+
+    def after_save(self, path: Path, options: BaseModel, ctx: PostContext) -> dict[str, Any] | None:
+        """Called once per written PNG, after its recipe is embedded (signing lives here).
+        Returns an optional record merged into the console report."""
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------
+
+
+class Dataset(torch.utils.data.Dataset, ABC):
+    """A dataset plugin: a map-style torch dataset of dict samples.
+
+    Every sample has ``"image"``: ``(3, H, W)`` float in ``[-1, 1]``, and any of
+    ``"caption"`` (str), ``"class_label"`` (int), ``"sketch"`` ``(1, H, W)`` in [0, 1],
+    ``"mask"`` ``(1, H, W)`` in {0, 1}, ``"attributes"`` (JSON-able). Datasets are
+    deterministic: the same arguments give the same samples.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def __init__(self, split: str = "train", *, size: int = 64, seed: int = 0, **options: Any):
+        self.split = split
+        self.size = size
+        self.seed = seed
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes behind ``class_label``, or None for unlabelled data."""
+        return None
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+
+def describe(component: Any) -> str:
+    """One-line description of a registered component, for listings."""
+    return (getattr(component, "description", "") or (component.__doc__ or "").strip().split("\n")[0]).strip()
+
+
+def jsonable(value: Any) -> Any:
+    """Round-trip a value through JSON so it can be stored in a recipe."""
+    return json.loads(json.dumps(value, default=str))

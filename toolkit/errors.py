@@ -1,0 +1,45 @@
+"""Every error a user can cause, under one base class.
+
+The CLI prints ``str(error)`` on one line and exits non-zero, so each message says
+what went wrong *and* what to do about it. ``assert`` is kept for internal invariants.
+"""
+
+
+class ToolkitError(Exception):
+    """Base class: anything the user can fix. The CLI shows it without a traceback."""
+
+
+class PluginError(ToolkitError):
+    """A plugin failed to import or to register its components."""
+
+
+class DuplicateComponentError(PluginError):
+    """Two plugins registered a component of the same kind under the same name."""
+
+
+class UnknownNameError(ToolkitError):
+    """A generator, sampler, post-processor, dataset or model name that nobody registered."""
+
+
+class UnsupportedRequestError(ToolkitError):
+    """The request asks a model for something it cannot do (conditioning, size, sampler)."""
+
+
+class InvalidRequestError(ToolkitError):
+    """A request field is out of range or malformed."""
+
+
+class ImageInputError(ToolkitError):
+    """An input image is missing, corrupt, too large, or of an unusable size."""
+
+
+class ModelError(ToolkitError):
+    """A model folder is missing, incomplete, corrupt or tampered with."""
+
+
+class RecipeError(ToolkitError):
+    """A PNG carries no toolkit recipe, or one that cannot be replayed."""
+
+
+class ConfigError(ToolkitError):
+    """A configuration file or override is invalid (unknown key, bad value)."""

@@ -1,0 +1,243 @@
+"""The model store: model folders (``config.json`` + safetensors), found by name, offline.
+
+A model folder follows diffusers' ``save_pretrained`` / ``from_pretrained`` convention::
+
+    my-model/
+      config.json          {"generator": "ddpm", "accepts": ["class"], "sizes": [[32, 32]],
+                            "weights_sha256": {"model.safetensors": "..."}, ...}
+      model.safetensors    (sub-folders such as unet/ or vae/ are fine too)
+
+Models are looked up as a path, then in the user folder ($TOOLKIT_HOME/models), then among
+the folders plugins ship (``register_models``). Pickle is never loaded. Weights are checked
+against the sha256 recorded at save time, so a truncated or tampered file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .components import Generator
+from .errors import ModelError, UnknownNameError
+from .registry import Registry, unknown_name_message
+
+CONFIG_NAME = "config.json"
+
+
+def toolkit_home() -> Path:
+    """Where user data lives: $TOOLKIT_HOME, default the platform's user cache dir."""
+    return Path(os.environ.get("TOOLKIT_HOME") or platformdirs.user_cache_dir("toolkit")).expanduser()
+
+
+def user_models_dir() -> Path:
+    return toolkit_home() / "models"
+
+
+@dataclass
+class ModelInfo:
+    """A model folder and what its config says it can do; no weights are read."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    source: str  # "path", "user" or the plugin that shipped it
+
+    @property
+    def generator(self) -> str:
+        return str(self.config.get("generator", "?"))
+
+    @property
+    def accepts(self) -> set[str]:
+        return set(self.config.get("accepts", []))
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """Supported ``(height, width)`` pairs; the first is the default."""
+        return [tuple(s) for s in self.config.get("sizes", [])]  # type: ignore[misc]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def sha256(self) -> str:
+        return weights_sha256(self.path)
+
+
+# -- finding models ------------------------------------------------------------------------
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ModelError(f"{folder} is not a model folder: it has no {CONFIG_NAME}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"{path} is not valid JSON ({error}); restore the model folder") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path} must hold a JSON object")
+    return config
+
+
+def _candidates(registry: Registry) -> dict[str, ModelInfo]:
+    """Every model by name: shipped ones first, user ones override them."""
+    found: dict[str, ModelInfo] = {}
+    for name, entry in registry.models.items():
+        found[name] = ModelInfo(name, Path(entry.obj), {}, entry.plugin)
+    user = user_models_dir()
+    if user.is_dir():
+        for folder in sorted(user.iterdir()):
+            if (folder / CONFIG_NAME).is_file():
+                found[folder.name] = ModelInfo(folder.name, folder, {}, "user")
+    return found
+
+
+def list_models(registry: Registry) -> list[ModelInfo]:
+    infos = []
+    for info in _candidates(registry).values():
+        try:
+            info.config = read_config(info.path)
+        except ModelError as error:
+            info.config = {"generator": "?", "error": str(error)}
+        infos.append(info)
+    return sorted(infos, key=lambda m: m.name)
+
+
+def find_model(name: str | None, registry: Registry) -> ModelInfo:
+    """Resolve a model name or folder path to its ``ModelInfo`` (config read, weights not)."""
+    if name is None:
+        defaults = [m for m in list_models(registry) if m.config.get("default")]
+        if not defaults:
+            raise UnknownNameError("no default model is installed; pass --model NAME (see `toolkit models`)")
+        return defaults[0]
+    candidates = _candidates(registry)
+    if name in candidates:
+        info = candidates[name]
+    elif os.sep in name or "/" in name or name.startswith(".") or Path(name).expanduser().is_dir():
+        path = Path(name).expanduser().resolve()
+        if not path.is_dir():
+            raise ModelError(f"model folder not found: {path}")
+        info = ModelInfo(path.name, path, {}, "path")
+    else:
+        raise UnknownNameError(unknown_name_message("model", name, list(candidates)) + " See `toolkit models`.")
+    info.config = read_config(info.path)
+    return info
+
+
+def generator_class(info: ModelInfo, registry: Registry) -> type[Generator]:
+    """The registered generator that claims this model folder."""
+    for entry in registry.generators.values():
+        if entry.obj.claims(info.path, info.config):
+            return entry.obj
+    raise UnknownNameError(
+        f"model '{info.name}' needs generator '{info.generator}', which no installed plugin provides; "
+        f"installed generators: {', '.join(sorted(registry.generators)) or 'none'} (see `toolkit plugins`)"
+    )
+
+
+_loaded: OrderedDict[tuple[str, str, str], Generator] = OrderedDict()
+_CACHE_SIZE = 2  # the web app switches between a couple of models; keep memory bounded
+
+
+def load_generator(info: ModelInfo, registry: Registry, device: str = "cpu") -> Generator:
+    """Load (or reuse) the model's generator; weights are verified by ``load_weights``."""
+    key = (str(info.path), info.sha256(), device)
+    if key in _loaded:
+        _loaded.move_to_end(key)
+        return _loaded[key]
+    model = generator_class(info, registry).from_pretrained(info.path, device=device)
+    _loaded[key] = model
+    while len(_loaded) > _CACHE_SIZE:
+        _loaded.popitem(last=False)
+    return model
+
+
+# -- weights ---------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(folder: Path) -> str:
+    """One hash over every safetensors file in the folder (names and bytes), stable across
+    machines: what recipes record to say exactly which weights made an image."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def load_weights(folder: Path, filename: str = "model.safetensors", device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Read one safetensors file of a model folder, refusing truncated or altered files."""
+    path = folder / filename
+    if not path.is_file():
+        raise ModelError(f"model folder {folder} is missing {filename}; re-export or re-install the model")
+    expected = read_config(folder).get("weights_sha256", {}).get(filename)
+    if expected is not None and file_sha256(path) != expected:
+        raise ModelError(
+            f"{path} does not match the sha256 recorded in {CONFIG_NAME}: the file was truncated or altered; "
+            "re-export or re-install the model"
+        )
+    try:
+        return load_file(path, device=device)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelError(f"{path} is not a readable safetensors file ({error}); re-export or re-install the model") from None
+
+
+def save_model_folder(
+    folder: Path,
+    config: dict[str, Any],
+    weights: dict[str, dict[str, torch.Tensor]],
+    *,
+    extra_files: dict[str, str | bytes] | None = None,
+) -> Path:
+    """Write a model folder atomically: everything goes to a temporary sibling first and
+    replaces ``folder`` in one rename, so a crash never leaves a half-written model.
+
+    weights: ``{"model.safetensors": {tensor_name: tensor}}``, sub-paths allowed ("unet/x.safetensors").
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        hashes = {}
+        for filename, tensors in weights.items():
+            target = tmp / filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, target)
+            hashes[filename] = file_sha256(target)
+        for filename, content in (extra_files or {}).items():
+            target = tmp / filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content.encode() if isinstance(content, str) else content)
+        (tmp / CONFIG_NAME).write_text(json.dumps({**config, "weights_sha256": hashes}, indent=2, sort_keys=True))
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        tmp.rename(folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
