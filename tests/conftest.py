@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,12 @@ def tiny_model(home: Path, registry) -> Path:
 
 
 def pip_install_target(target: Path, *packages: Path) -> Path:
-    """Really install plugin packages (entry points and all) into a folder of their own."""
+    """Really install plugin packages (entry points and all) into a folder of their own.
+
+    Each package is built from a copy: setuptools writes egg-info into the source folder,
+    which would make the in-process copy of toolkit_tiny look installed too."""
+    sources = target.parent / f"{target.name}-src"
+    packages = tuple(Path(shutil.copytree(p, sources / p.name, ignore=shutil.ignore_patterns("*.egg-info", "build"))) for p in packages)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
          "--target", str(target), *map(str, packages)],

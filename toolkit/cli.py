@@ -17,7 +17,9 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 from rich.table import Table
 
 from .errors import InvalidRequestError, ToolkitError
@@ -27,9 +29,17 @@ console = Console(stderr=True)
 out = Console()
 
 
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. "12.3 it/s"."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
+
+
 def progress_bar(transient: bool = False) -> Progress:
     return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=transient,
         disable=not console.is_terminal and not _force_progress(),
     )
@@ -306,6 +316,42 @@ def dataset_preview_cmd(name: str, out_file: str, n: int, split: str, size: int 
         grid.save(f, format="PNG")
     os.replace(tmp, target)
     out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--resume", metavar="latest|PATH", help="Continue from the run's newest checkpoint, or from a checkpoint folder.")
+@click.option("--stop-after", type=click.IntRange(1), help="Leave after N steps with a checkpoint (for jobs with a time limit).")
+def train(config: str, overrides: tuple[str, ...], resume: str | None, stop_after: int | None) -> None:
+    """Train a generator from a YAML config; exports a model folder `--model NAME` loads.
+
+    \b
+    Examples:
+      toolkit train configs/ddpm-digits.yaml
+      toolkit train configs/ddpm-digits.yaml train.steps=200 output.dir=runs/try
+      toolkit train configs/ddpm-digits.yaml --resume latest
+      accelerate launch --num_processes 2 -m toolkit train configs/ddpm-digits.yaml
+      torchrun --nproc_per_node 2 -m toolkit train configs/ddpm-digits.yaml
+    """
+    from .train_config import load_train_config
+    from .trainer import Trainer
+
+    cfg = load_train_config(config, overrides)
+    with progress_bar() as bar:
+        trainer = Trainer(cfg, progress=bar if _is_main_process() else None)
+        exported = trainer.train(resume=resume, stop_after=stop_after)
+    if exported is not None:
+        out.print(f"exported model '{cfg.name}' to {exported}; try: toolkit generate --model {exported}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 # -- plugin commands and entry point --------------------------------------------------------

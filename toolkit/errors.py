@@ -43,3 +43,11 @@ class RecipeError(ToolkitError):
 
 class ConfigError(ToolkitError):
     """A configuration file or override is invalid (unknown key, bad value)."""
+
+
+class CheckpointError(ToolkitError):
+    """A training checkpoint is missing, incomplete or corrupt."""
+
+
+class TrainingError(ToolkitError):
+    """Training cannot go on (for example, the loss stayed NaN or infinite)."""
