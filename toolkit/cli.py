@@ -133,8 +133,6 @@ def generate(out_dir: str, replay: str | None, device: str, **fields: Any) -> No
         _replay(Path(replay), Path(out_dir), device)
         return
     fields["post"] = [PostSpec.parse(p) for p in fields.get("post") or ()]
-    if fields.get("n") is None:
-        fields.pop("n", None)
     request = pipeline.parse_request({k: v for k, v in fields.items() if v is not None and v != []})
     plan = pipeline.plan(request, get_registry())
     console.print(f"chain: {' -> '.join(plan.chain)}   seed: {plan.request.seed}", highlight=False, markup=False)
@@ -158,7 +156,7 @@ def _replay(png: Path, out_dir: Path, device: str) -> None:
     with progress_bar() as bar:
         task = bar.add_task(f"replaying {png.name}", total=None)
         image, recipe = pipeline.replay(png, device=device, progress=lambda d, t: bar.update(task, completed=d, total=t))
-    target = pipeline._free_path(out_dir, f"{png.stem}-replay")
+    target = pipeline.free_path(out_dir, f"{png.stem}-replay")
     write_png(image, target, recipe)
     same = np.array_equal(np.asarray(open_image(png).convert("RGB")), np.asarray(image))
     console.print(f"identical to the original: {'yes' if same else 'NO (different machine or library versions?)'}")
@@ -300,21 +298,14 @@ def dataset_preview_cmd(name: str, out_file: str, n: int, split: str, size: int 
       toolkit dataset preview shapes --out shapes.png
       toolkit dataset preview imagefolder -o root=./photos --out mine.png
     """
-    import os
-    import tempfile
-
+    from .images import save_atomic
     from .preview import dataset_preview
 
     data = build_dataset(name, split, size, seed, parse_options(options))
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"rendering {name}", total=n)
         grid = dataset_preview(data, n=n, progress=lambda d, t: bar.update(task, completed=d, total=t))
-    target = Path(out_file)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
-    with os.fdopen(fd, "wb") as f:
-        grid.save(f, format="PNG")
-    os.replace(tmp, target)
+    target = save_atomic(grid, out_file)
     out.print(str(target), highlight=False, markup=False, soft_wrap=True)
 
 

@@ -17,7 +17,6 @@ Conventions shared by every component:
 from __future__ import annotations
 
 import enum
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,10 +284,6 @@ def describe(component: Any) -> str:
     """One-line description of a registered component, for listings."""
     return (getattr(component, "description", "") or (component.__doc__ or "").strip().split("\n")[0]).strip()
 
-
-def jsonable(value: Any) -> Any:
-    """Round-trip a value through JSON so it can be stored in a recipe."""
-    return json.loads(json.dumps(value, default=str))
 
 
 # ---------------------------------------------------------------------------------------

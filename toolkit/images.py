@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -115,6 +116,25 @@ def to_data_url(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def save_atomic(image: Image.Image, path: str | Path, **save_options) -> Path:
+    """Save a PNG through a temporary file and a rename, so a crash never leaves half a file
+    where a finished one (or an earlier output) was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG", **save_options)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def make_grid(images: list[Image.Image], columns: int, *, pad: int = 2, background=(255, 255, 255)) -> Image.Image:

@@ -239,7 +239,7 @@ def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) ->
 
 def _recipe_base(plan: Plan, sha: str, post_records: list[dict[str, Any]]) -> dict[str, Any]:
     reg, cfg = plan.registry, plan.model.config
-    used = {reg.generators[_generator_entry_name(plan)].plugin}
+    used = {reg.generators[plan.generator_cls.name].plugin}
     used |= {s.plugin for s in plan.post}
     if plan.request.sampler:
         used.add(reg.samplers[plan.request.sampler].plugin)
@@ -261,10 +261,6 @@ def _recipe_base(plan: Plan, sha: str, post_records: list[dict[str, Any]]) -> di
     }
 
 
-def _generator_entry_name(plan: Plan) -> str:
-    return next(n for n, e in plan.registry.generators.items() if e.obj is plan.generator_cls)
-
-
 def generate(request: GenerationRequest | dict[str, Any] | None = None, *, device: str = "cpu",
              progress: Progress | None = None, registry: Registry | None = None, **fields: Any) -> GenerationResult:
     """The Python API: ``generate(prompt=..., n=4, seed=0)`` or ``generate(GenerationRequest(...))``."""
@@ -281,7 +277,7 @@ def save(result: GenerationResult, out_dir: str | Path, *, prefix: str | None = 
     stem = prefix or f"{result.plan.model.name}-{result.seed}"
     paths = []
     for image, recipe in zip(result.images, result.recipes):
-        path = _free_path(out, f"{stem}-{recipe['index']:02d}")
+        path = free_path(out, f"{stem}-{recipe['index']:02d}")
         write_png(image, path, recipe)
         ctx = PostContext(result.plan.request, result.seed, result.plan.model.name, recipe["model"]["sha256"])
         for step in result.plan.post:
@@ -290,7 +286,7 @@ def save(result: GenerationResult, out_dir: str | Path, *, prefix: str | None = 
     return paths
 
 
-def _free_path(folder: Path, stem: str) -> Path:
+def free_path(folder: Path, stem: str) -> Path:
     path, k = folder / f"{stem}.png", 1
     while path.exists():
         path, k = folder / f"{stem}-{k}.png", k + 1

@@ -7,9 +7,7 @@ prints it and ``toolkit generate --replay`` runs it.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from .errors import ImageInputError, RecipeError
-from .images import open_image
+from .images import open_image, save_atomic
 
 RECIPE_KEY = "toolkit-recipe"
 RECIPE_FORMAT = "toolkit-recipe/1"
@@ -39,16 +37,7 @@ def write_png(image: Image.Image, path: Path, recipe: dict[str, Any]) -> Path:
     info = PngImagePlugin.PngInfo()
     info.add_itxt(RECIPE_KEY, json.dumps(recipe, sort_keys=True), zip=True)
     info.add_text("Software", f"toolkit {recipe.get('versions', {}).get('toolkit', '')}".strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_atomic(image, path, pnginfo=info)
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:

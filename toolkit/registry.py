@@ -91,9 +91,6 @@ class Registry:
             return table[name].obj
         raise UnknownNameError(unknown_name_message(kind[:-1], name, list(table)))
 
-    def broken(self) -> list[PluginInfo]:
-        return [p for p in self.plugins.values() if not p.ok]
-
 
 def unknown_name_message(what: str, name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3)

@@ -37,7 +37,7 @@ from .checkpoints import resolve_resume, verify_checkpoint, write_checkpoint
 from .components import Phase, TrainContext, Trainable
 from .data import make_dataloader
 from .errors import ConfigError, TrainingError
-from .images import make_grid, tensor_to_pil
+from .images import make_grid, save_atomic, tensor_to_pil
 from .plugins import get_registry
 from .registry import Registry
 from .store import user_models_dir
@@ -289,10 +289,7 @@ class Trainer:
                 return self.model.preview(n, torch.Generator(self.accelerator.device).manual_seed(1234))
 
         grid = make_grid(tensor_to_pil(self._with_ema(sample)), columns=int(math.ceil(math.sqrt(n))))
-        path = self.run_dir / "samples" / f"step-{self.state.step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grid.save(path)
-        return path
+        return save_atomic(grid, self.run_dir / "samples" / f"step-{self.state.step:08d}.png")
 
     def export(self) -> Path:
         folder = self.config.output.export_dir or user_models_dir() / self.config.name
