@@ -1,4 +1,8 @@
-"""A sepia-tone post-processor: the smallest useful toolkit plugin, made to be copied."""
+"""A sepia-tone post-processor: the smallest useful toolkit plugin, made to be copied.
+
+The entry point in pyproject.toml names this module; toolkit imports it and calls the
+``@hookimpl`` functions below. That is the whole plugin.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from toolkit import hookimpl
 from toolkit.components import PostContext, PostProcessor, PostResult, Stage
 
-# The classic sepia matrix: each output channel is a mix of the input's R, G and B.
-SEPIA = torch.tensor([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+# The classic sepia matrix: output channel (row) = a mix of the input's R, G and B (columns).
+SEPIA = torch.tensor([
+    [0.393, 0.769, 0.189],
+    [0.349, 0.686, 0.168],
+    [0.272, 0.534, 0.131],
+])
 
 
 class SepiaOptions(BaseModel):
-    """Options from `--post sepia:strength=0.5`; unknown keys are refused."""
+    """Options from ``--post sepia:strength=0.5``. Unknown keys are refused, so a typo is
+    an error instead of being silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
-    strength: float = Field(1.0, ge=0.0, le=1.0, description="0 = unchanged, 1 = full sepia")
+    strength: float = Field(1.0, ge=0, le=1, description="0 leaves the image unchanged, 1 is full sepia")
 
 
 class Sepia(PostProcessor):
@@ -28,11 +37,12 @@ class Sepia(PostProcessor):
     Options = SepiaOptions
 
     def process(self, images: torch.Tensor, options: SepiaOptions, ctx: PostContext) -> PostResult:
-        """images: ``(batch, 3, H, W)`` in [-1, 1] -> the same shape, toned."""
-        rgb = (images + 1) / 2  # [0, 1]
+        """images: ``(batch, 3, H, W)`` in [-1, 1] -> toned images of the same shape and range."""
+        rgb = (images + 1) / 2  # the matrix is defined on [0, 1] colours
         toned = torch.einsum("oc,bchw->bohw", SEPIA.to(images), rgb).clamp(0, 1)
-        mixed = torch.lerp(rgb, toned, options.strength)
-        return PostResult(mixed * 2 - 1, {"strength": options.strength})
+        blended = torch.lerp(rgb, toned, options.strength)
+        # The record is written into each PNG's recipe beside the options: say what was done.
+        return PostResult(blended * 2 - 1, record={"strength": options.strength})
 
 
 @hookimpl
