@@ -180,3 +180,18 @@ def test_two_processes_gloo_identical_weights_and_rank0_only_outputs(plugin_site
     assert len(writers) == 1  # TensorBoard files from one process id only
     # Both ranks' RNG states are in the one checkpoint that rank 0 finalised.
     assert {p.name for p in (run / "checkpoints" / "checkpoint-00000006").glob("random_states_*")} == {"random_states_0.pkl", "random_states_1.pkl"}
+
+
+def test_ctrl_c_stops_with_one_line_and_intact_checkpoints(plugin_site, home, tmp_path):
+    run = tmp_path / "run"
+    path = write_config(tmp_path / "i.yaml", run, train={"steps": 100000, "grad_accum": 1}, output={"checkpoint_every": 2, "dir": str(run)})
+    process = subprocess.Popen([sys.executable, "-m", "toolkit", "train", str(path)], env=_env(plugin_site, home),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not complete_checkpoints(run):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted; the checkpoints in" in err and "Traceback" not in err
+    verify_checkpoint(complete_checkpoints(run)[-1])

@@ -332,9 +332,13 @@ def train(config: str, overrides: tuple[str, ...], resume: str | None, stop_afte
     from .trainer import Trainer
 
     cfg = load_train_config(config, overrides)
-    with progress_bar() as bar:
-        trainer = Trainer(cfg, progress=bar if _is_main_process() else None)
-        exported = trainer.train(resume=resume, stop_after=stop_after)
+    try:
+        with progress_bar() as bar:
+            trainer = Trainer(cfg, progress=bar if _is_main_process() else None)
+            exported = trainer.train(resume=resume, stop_after=stop_after)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; the checkpoints in {cfg.output.dir}/checkpoints are intact: continue with --resume latest")
+        sys.exit(130)
     if exported is not None:
         out.print(f"exported model '{cfg.name}' to {exported}; try: toolkit generate --model {exported}", highlight=False, markup=False, soft_wrap=True)
 
