@@ -1,9 +1,10 @@
-"""The `shapes` dataset: procedural, deterministic by seed, with a generalisation split.
+"""The `shapes` dataset: procedural captioned shapes, deterministic by seed, with a split
+of unseen combinations for measuring generalisation.
 
-Each sample is rendered on the fly from ``np.random.default_rng([seed, split, index])``.
-A seeded set of (shape, colour) combinations never appears in ``train`` or ``test``; every
-``heldout`` sample contains one, so a model's generalisation to unseen combinations can be
-measured apart.
+Sample ``i`` of a split is drawn from ``np.random.default_rng([seed, split_index, i])``,
+so any sample can be rebuilt on its own, in any order, in any worker process. A seeded
+set of (shape, colour) combinations never appears in ``train`` or ``test``; every
+``heldout`` sample uses at least one of them.
 """
 
 from __future__ import annotations
@@ -16,75 +17,104 @@ import torch
 from toolkit.components import Dataset
 from toolkit.errors import InvalidRequestError
 
-from .render import render
-from .scene import COLOURS, SHAPES, caption, sample_scene
+from .render import MIN_SIZE, render
+from .scene import COLOURS, MAX_OBJECTS, SHAPES, Scene, all_combinations, caption, sample_scene
 
 HELDOUT_FRACTION = 0.15
 DEFAULT_LENGTHS = {"train": 20_000, "test": 2_000, "heldout": 1_000}
 
 
-def heldout_combinations(seed: int) -> set[tuple[str, str]]:
-    """About 15% of (shape, colour) pairs, never two of the same shape or colour, so every
-    shape and every colour is still seen in training with most partners."""
-    rng = np.random.default_rng([seed, 7919])
-    count = round(HELDOUT_FRACTION * len(SHAPES) * len(COLOURS))
+def heldout_combinations(seed: int) -> frozenset[tuple[str, str]]:
+    """About ``HELDOUT_FRACTION`` of all (shape, colour) pairs, chosen by ``seed``.
+
+    No two held-out pairs share a shape or a colour, so training still shows every shape
+    in most colours and every colour on most shapes: the held-out split tests combining
+    known attributes, not learning new ones.
+    """
+    count = min(round(HELDOUT_FRACTION * len(all_combinations())), len(SHAPES), len(COLOURS))
+    rng = np.random.default_rng([seed, 0x5EED])  # a stream of its own, apart from the samples'
     shapes = rng.permutation(len(SHAPES))[:count]
     colours = rng.permutation(len(COLOURS))[:count]
-    return {(SHAPES[s], list(COLOURS)[c]) for s, c in zip(shapes, colours)}
+    names = list(COLOURS)
+    return frozenset((SHAPES[s], names[c]) for s, c in zip(shapes, colours))
 
 
 class ShapesDataset(Dataset):
-    """Procedural shapes: 1-2 objects, 7 colours, 5 shapes, 2 sizes, 3x3 positions, with
-    captions, sketches and inpainting masks."""
+    """Procedural scenes of one or two coloured shapes, with captions, sketches and
+    inpainting masks; a held-out split has (shape, colour) pairs training never shows."""
 
     name = "shapes"
-    description = "procedural shapes with captions, sketches and masks (7 colours, 5 shapes, 2 sizes, 3x3 positions)"
+    description = (f"procedural captioned shapes ({len(COLOURS)} colours, {len(SHAPES)} shapes, 2 sizes, "
+                   f"3x3 positions) with sketches, masks and a held-out split of unseen combinations")
     splits = ("train", "test", "heldout")
 
     def __init__(self, split: str = "train", *, size: int = 64, seed: int = 0, length: int | None = None,
-                 max_objects: int = 2, **options: Any):
+                 max_objects: int = MAX_OBJECTS, **options: Any):
         if options:
-            raise InvalidRequestError(f"dataset 'shapes' has no options {sorted(options)}; it takes length and max_objects")
+            raise InvalidRequestError(
+                f"dataset 'shapes' has no options {sorted(options)}; it takes split, size, seed, length, max_objects")
         if split not in self.splits:
             raise InvalidRequestError(f"dataset 'shapes' has splits {', '.join(self.splits)}, not '{split}'")
-        if max_objects not in (1, 2):
-            raise InvalidRequestError(f"shapes: max_objects must be 1 or 2, not {max_objects}")
-        super().__init__(split, size=size, seed=seed)
+        if int(size) < MIN_SIZE:
+            raise InvalidRequestError(f"dataset 'shapes' needs size >= {MIN_SIZE}, not {size}")
+        if not 1 <= int(max_objects) <= MAX_OBJECTS:
+            raise InvalidRequestError(f"dataset 'shapes': max_objects must be 1 to {MAX_OBJECTS}, not {max_objects}")
+        if length is not None and int(length) < 0:
+            raise InvalidRequestError(f"dataset 'shapes': length must be 0 or more, not {length}")
+        super().__init__(split, size=int(size), seed=int(seed))
         self.length = DEFAULT_LENGTHS[split] if length is None else int(length)
-        self.max_objects = max_objects
-        self.heldout_combinations = heldout_combinations(seed)
-        combos = {(s, c) for s in SHAPES for c in COLOURS}
-        self._allowed = combos - self.heldout_combinations
+        self.max_objects = int(max_objects)
+        self.heldout_combinations = heldout_combinations(self.seed)
+        self._allowed = frozenset(all_combinations()) - self.heldout_combinations
 
     @property
     def class_names(self) -> list[str]:
+        """The shape names; ``class_label`` indexes them (the first object's shape)."""
         return list(SHAPES)
 
     def __len__(self) -> int:
         return self.length
 
-    def scene(self, index: int) -> tuple[list, np.random.Generator]:
+    def _rng(self, index: int) -> np.random.Generator:
         if not 0 <= index < self.length:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, self.splits.index(self.split), index])
+            raise IndexError(f"shapes {self.split} has {self.length} samples; there is no sample {index}")
+        return np.random.default_rng([self.seed, self.splits.index(self.split), index])
+
+    def scene(self, index: int) -> Scene:
+        """The scene of sample ``index`` (without drawing it)."""
+        return self._sample_scene(self._rng(index))
+
+    def _sample_scene(self, rng: np.random.Generator) -> Scene:
         if self.split == "heldout":
-            return sample_scene(rng, max_objects=self.max_objects, required=self.heldout_combinations), rng
-        return sample_scene(rng, max_objects=self.max_objects, allowed=self._allowed), rng
+            # Other objects may use held-out pairs too: nothing here is ever trained on.
+            return sample_scene(rng, max_objects=self.max_objects, required=set(self.heldout_combinations))
+        return sample_scene(rng, max_objects=self.max_objects, allowed=set(self._allowed))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        scene, rng = self.scene(index)
+        """A sample: "image" ``(3, H, W)`` float32 in [-1, 1]; "caption" str; "class_label"
+        int; "sketch" ``(1, H, W)`` float32 in [0, 1], 1 = stroke; "mask" ``(1, H, W)``
+        float32 in {0, 1}, 1 over one object's slightly enlarged bounding box; "attributes"
+        a list of ``{"shape", "colour", "size", "position"}`` dicts, one per object."""
+        rng = self._rng(int(index))
+        scene = self._sample_scene(rng)
         drawn = render(scene, self.size, rng)
-        target = int(rng.integers(len(scene)))  # the object the inpainting mask covers
-        ys, xs = np.nonzero(drawn["masks"][target])
-        pad = max(1, self.size // 32)
-        mask = np.zeros((self.size, self.size), np.float32)
-        mask[max(ys.min() - pad, 0): ys.max() + pad + 1, max(xs.min() - pad, 0): xs.max() + pad + 1] = 1
-        image = torch.from_numpy(drawn["image"].copy()).permute(2, 0, 1).float() / 127.5 - 1  # (3, H, W)
+        target = drawn["masks"][int(rng.integers(len(scene)))]  # the object an inpainting model redraws
+        # numpy arithmetic, then one wrap: torch's per-op overhead would dominate on images this small.
+        image = np.ascontiguousarray(drawn["image"].transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
         return {
-            "image": image,
+            "image": torch.from_numpy(image),
             "caption": caption(scene),
             "class_label": SHAPES.index(scene[0].shape),
-            "sketch": torch.from_numpy(drawn["sketch"])[None],  # (1, H, W), 1 = stroke
-            "mask": torch.from_numpy(mask)[None],  # (1, H, W), 1 = regenerate
-            "attributes": [obj.to_json() for obj in scene],
+            "sketch": torch.from_numpy(drawn["sketch"])[None],
+            "mask": torch.from_numpy(_box_mask(target, pad=max(1, round(self.size / 32))))[None],
+            "attributes": scene.to_json(),
         }
+
+
+def _box_mask(mask: np.ndarray, pad: int) -> np.ndarray:
+    """``(H, W)`` bool -> ``(H, W)`` float32, 1 over the mask's bounding box grown by ``pad``
+    pixels: a loose region, as a person would brush over the object to replace it."""
+    rows, cols = np.nonzero(mask)
+    box = np.zeros(mask.shape, np.float32)
+    box[max(rows.min() - pad, 0): rows.max() + pad + 1, max(cols.min() - pad, 0): cols.max() + pad + 1] = 1.0
+    return box

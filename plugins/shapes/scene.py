@@ -1,106 +1,218 @@
 """The shapes world: its vocabulary, scenes of one or two objects, and their captions.
 
-A scene is a few ``ShapeObject``s, each in its own cell of a 3x3 grid. ``caption`` writes
-it in plain English; ``parse_caption`` reads such a caption back (the evaluator uses it to
-know what an image should show).
+A scene holds one or two ``ShapeObject``s, each in its own cell of a 3x3 grid.
+``caption`` writes a scene in plain English ("a small red circle in the top left and a
+large blue square at the bottom"); ``parse_caption`` reads such text back. The parser
+also accepts partial descriptions ("a red circle", "a large shape on the left"): what the
+text leaves unsaid comes back as ``None``, so the evaluator can score partial prompts.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from toolkit.errors import InvalidRequestError
 
-# Saturated, well separated hues on a light grey background, so colour alone finds objects.
+# Saturated, well separated hues, all far from the neutral background, so that colour
+# alone finds the objects and no two classes are confused by blur or a small shift.
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "orange": (245, 135, 15),
-    "yellow": (230, 200, 0),
-    "green": (30, 160, 50),
-    "cyan": (0, 180, 200),
-    "blue": (35, 70, 215),
-    "purple": (140, 50, 190),
+    "red": (215, 35, 35),
+    "orange": (245, 140, 20),
+    "yellow": (235, 205, 20),
+    "green": (40, 165, 60),
+    "cyan": (20, 180, 210),
+    "blue": (40, 75, 220),
+    "purple": (140, 55, 190),
 }
-SHAPES = ("circle", "square", "triangle", "diamond", "star")
-SIZES = ("small", "large")
-# (row, col) -> the phrase a caption uses for that cell.
-POSITIONS: dict[tuple[int, int], str] = {
-    (0, 0): "in the top left", (0, 1): "at the top", (0, 2): "in the top right",
-    (1, 0): "on the left", (1, 1): "in the center", (1, 2): "on the right",
-    (2, 0): "in the bottom left", (2, 1): "at the bottom", (2, 2): "in the bottom right",
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star")
+SIZES: tuple[str, ...] = ("small", "large")
+# Cell names in row-major order: POSITIONS[3 * row + col] names cell (row, col).
+POSITIONS: tuple[str, ...] = (
+    "top left", "top", "top right",
+    "left", "center", "right",
+    "bottom left", "bottom", "bottom right",
+)
+# How a caption places an object in each cell ("a red circle at the top").
+POSITION_PHRASES: dict[str, str] = {
+    "top left": "in the top left", "top": "at the top", "top right": "in the top right",
+    "left": "on the left", "center": "in the center", "right": "on the right",
+    "bottom left": "in the bottom left", "bottom": "at the bottom", "bottom right": "in the bottom right",
 }
-POSITION_NAMES = {cell: phrase.split(" ", 2)[-1] for cell, phrase in POSITIONS.items()}  # "top left", "center"
+MAX_OBJECTS = 2
+# Nouns a partial description may use when it does not name the shape.
+GENERIC_NOUNS = ("shape", "object")
+
+
+def position_name(cell: tuple[int, int]) -> str:
+    """(row, col) -> its name, e.g. (0, 2) -> "top right"."""
+    row, col = cell
+    return POSITIONS[3 * row + col]
+
+
+def cell_of(name: str) -> tuple[int, int]:
+    """A position name -> (row, col), e.g. "bottom" -> (2, 1)."""
+    if name not in POSITIONS:
+        raise InvalidRequestError(f"unknown position '{name}'; positions are: {', '.join(POSITIONS)}")
+    return divmod(POSITIONS.index(name), 3)
 
 
 @dataclass(frozen=True)
 class ShapeObject:
-    """One object. Fields are None only in parsed captions that leave them unsaid."""
+    """One object of a scene, or one object a caption asks for.
+
+    Rendered objects have every field set. In a parsed caption a field is None when the
+    text does not say it ("a red circle" has no size and no position).
+    """
 
     shape: str | None
     colour: str | None
     size: str | None
-    position: tuple[int, int] | None  # (row, col) in the 3x3 grid
+    position: tuple[int, int] | None  # (row, col) in the 3x3 grid, row 0 at the top
 
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["position"] = POSITION_NAMES[self.position] if self.position is not None else None
-        return data
+    def __post_init__(self) -> None:
+        for value, allowed, what in ((self.shape, SHAPES, "shape"), (self.colour, COLOURS, "colour"),
+                                     (self.size, SIZES, "size")):
+            if value is not None and value not in allowed:
+                raise InvalidRequestError(f"unknown {what} '{value}'; choose one of: {', '.join(allowed)}")
+        if self.position is not None:
+            row, col = self.position
+            if not (0 <= row < 3 and 0 <= col < 3):
+                raise InvalidRequestError(f"position {self.position} is outside the 3x3 grid")
+            object.__setattr__(self, "position", (int(row), int(col)))  # numpy ints -> plain, for equality and JSON
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether every attribute is set (only complete objects can be drawn)."""
+        return None not in (self.shape, self.colour, self.size, self.position)
+
+    @property
+    def position_name(self) -> str | None:
+        return None if self.position is None else position_name(self.position)
+
+    def describe(self) -> str:
+        """The object as a caption phrase: 'a small red circle in the top left'."""
+        words = [w for w in (self.size, self.colour, self.shape or GENERIC_NOUNS[0]) if w]
+        article = "an" if words[0][0] in "aeiou" else "a"  # "an orange star"
+        phrase = " ".join([article, *words])
+        if self.position is not None:
+            phrase += " " + POSITION_PHRASES[position_name(self.position)]
+        return phrase
+
+    def to_json(self) -> dict[str, str | None]:
+        """{"shape", "colour", "size", "position"} with the position as its name."""
+        return {"shape": self.shape, "colour": self.colour, "size": self.size, "position": self.position_name}
 
 
-def sample_scene(rng: np.random.Generator, *, max_objects: int = 2,
+@dataclass(frozen=True)
+class Scene:
+    """One or two fully specified objects, each in a different grid cell."""
+
+    objects: tuple[ShapeObject, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objects", tuple(self.objects))
+        if not 1 <= len(self.objects) <= MAX_OBJECTS:
+            raise InvalidRequestError(f"a scene has 1 to {MAX_OBJECTS} objects, not {len(self.objects)}")
+        for obj in self.objects:
+            if not obj.is_complete:
+                raise InvalidRequestError(f"every object of a scene needs shape, colour, size and position: {obj}")
+        cells = [obj.position for obj in self.objects]
+        if len(set(cells)) != len(cells):
+            raise InvalidRequestError(f"two objects of a scene share a grid cell: {cells}")
+
+    def __iter__(self) -> Iterator[ShapeObject]:
+        return iter(self.objects)
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __getitem__(self, index: int) -> ShapeObject:
+        return self.objects[index]
+
+    def to_json(self) -> list[dict[str, str | None]]:
+        return [obj.to_json() for obj in self.objects]
+
+
+def all_combinations() -> list[tuple[str, str]]:
+    """Every (shape, colour) pair, in a fixed order."""
+    return [(shape, colour) for shape in SHAPES for colour in COLOURS]
+
+
+def sample_scene(rng: np.random.Generator, *, max_objects: int = MAX_OBJECTS,
                  allowed: set[tuple[str, str]] | None = None,
-                 required: set[tuple[str, str]] | None = None) -> list[ShapeObject]:
-    """One or two objects in distinct cells.
+                 required: set[tuple[str, str]] | None = None) -> Scene:
+    """A random scene of 1 to ``max_objects`` objects in distinct cells.
 
-    allowed: (shape, colour) combinations that may appear (None: all).
-    required: at least one object must use one of these combinations.
+    allowed: the (shape, colour) pairs objects may use; None allows all.
+    required: if given, one object (chosen at random) uses one of these pairs; the
+        others still come from ``allowed``.
     """
-    combos = [(s, c) for s in SHAPES for c in COLOURS]
-    pool = [c for c in combos if allowed is None or c in allowed]
+    if not 1 <= max_objects <= MAX_OBJECTS:
+        raise InvalidRequestError(f"max_objects must be between 1 and {MAX_OBJECTS}, not {max_objects}")
+    pool = [pair for pair in all_combinations() if allowed is None or pair in allowed]
+    if not pool:
+        raise InvalidRequestError("no (shape, colour) combination is allowed")
     count = int(rng.integers(1, max_objects + 1))
     cells = rng.choice(9, size=count, replace=False)
-    chosen = [pool[int(rng.integers(len(pool)))] for _ in range(count)]
+    pairs = [pool[int(rng.integers(len(pool)))] for _ in range(count)]
     if required:
-        needed = sorted(required)
-        chosen[int(rng.integers(count))] = needed[int(rng.integers(len(needed)))]
-    return [
-        ShapeObject(shape, colour, SIZES[int(rng.integers(2))], (int(cell) // 3, int(cell) % 3))
-        for (shape, colour), cell in zip(chosen, cells)
-    ]
+        needed = sorted(required)  # sorted: set order must not leak into the samples
+        pairs[int(rng.integers(count))] = needed[int(rng.integers(len(needed)))]
+    sizes = rng.integers(len(SIZES), size=count)
+    return Scene(tuple(
+        ShapeObject(shape, colour, SIZES[int(size)], divmod(int(cell), 3))
+        for (shape, colour), size, cell in zip(pairs, sizes, cells)
+    ))
 
 
-def describe(obj: ShapeObject) -> str:
-    words = ["a"] + [w for w in (obj.size, obj.colour, obj.shape or "shape") if w]
-    phrase = " ".join(words)
-    return f"{phrase} {POSITIONS[obj.position]}" if obj.position is not None else phrase
+def caption(scene: Scene | Sequence[ShapeObject]) -> str:
+    """The scene in plain English, objects joined by "and":
+    'a small red circle in the top left and a large blue square at the bottom'."""
+    return " and ".join(obj.describe() for obj in scene)
 
 
-def caption(scene: list[ShapeObject]) -> str:
-    """'a small red circle in the top left and a large blue square at the bottom'."""
-    return " and ".join(describe(obj) for obj in scene)
+_PHRASE_TO_POSITION = {phrase: name for name, phrase in POSITION_PHRASES.items()}
+_EXAMPLE = "write e.g. 'a small red circle in the top left and a large blue square at the bottom'"
 
 
-_PHRASE_TO_CELL = {phrase: cell for cell, phrase in POSITIONS.items()}
-_OBJECT = re.compile(
-    r"^an? (?:(?P<size>%s) )?(?:(?P<colour>%s) )?(?P<shape>%s|shape)(?: (?P<position>%s))?$"
-    % ("|".join(SIZES), "|".join(COLOURS), "|".join(SHAPES), "|".join(re.escape(p) for p in POSITIONS.values()))
-)
+def _parse_object(part: str) -> ShapeObject:
+    """One 'a [size] [colour] shape [position phrase]' phrase -> its ShapeObject."""
+    words = part.split()
+    fail = f"cannot read '{part}' as a shapes description"
+    if not words or words[0] not in ("a", "an"):
+        raise InvalidRequestError(f"{fail}: it should start with 'a' or 'an'; {_EXAMPLE}")
+    rest = words[1:]
+    size = rest.pop(0) if rest and rest[0] in SIZES else None
+    colour = rest.pop(0) if rest and rest[0] in COLOURS else None
+    if not rest or (rest[0] not in SHAPES and rest[0] not in GENERIC_NOUNS):
+        found = f"'{rest[0]}'" if rest else "nothing"
+        raise InvalidRequestError(
+            f"{fail}: expected a shape ({', '.join(SHAPES)}) after the size and colour, found {found} "
+            f"(sizes: {', '.join(SIZES)}; colours: {', '.join(COLOURS)}); {_EXAMPLE}"
+        )
+    noun = rest.pop(0)
+    position = None
+    if rest:
+        phrase = " ".join(rest)
+        if phrase not in _PHRASE_TO_POSITION:
+            raise InvalidRequestError(
+                f"{fail}: unknown position '{phrase}'; positions are: {', '.join(POSITION_PHRASES.values())}"
+            )
+        position = cell_of(_PHRASE_TO_POSITION[phrase])
+    return ShapeObject(None if noun in GENERIC_NOUNS else noun, colour, size, position)
 
 
 def parse_caption(text: str) -> list[ShapeObject]:
-    """Invert ``caption``; unsaid attributes come back as None ('a red circle')."""
-    objects = []
-    for part in text.strip().lower().rstrip(".").split(" and "):
-        match = _OBJECT.match(part.strip())
-        if match is None:
-            raise InvalidRequestError(
-                f"cannot read '{part.strip()}' as a shapes description; write e.g. 'a small red circle in the top left' "
-                f"(sizes: {', '.join(SIZES)}; colours: {', '.join(COLOURS)}; shapes: {', '.join(SHAPES)})"
-            )
-        shape = match["shape"] if match["shape"] != "shape" else None
-        position = _PHRASE_TO_CELL[match["position"]] if match["position"] else None
-        objects.append(ShapeObject(shape, match["colour"], match["size"], position))
-    return objects
+    """Read a caption back into the objects it describes; inverts ``caption`` exactly.
+
+    Case, surrounding spaces and a final full stop are ignored. Attributes the text does
+    not give are None. Raises InvalidRequestError naming the phrase it cannot read.
+    """
+    normal = " ".join(text.strip().rstrip(".").lower().split())
+    if not normal:
+        raise InvalidRequestError(f"the caption is empty; {_EXAMPLE}")
+    # No vocabulary word contains " and ", so splitting on it is unambiguous.
+    return [_parse_object(part) for part in normal.split(" and ")]
