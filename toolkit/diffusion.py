@@ -13,6 +13,7 @@ import math
 from typing import Any, Callable
 
 import torch
+from tqdm.auto import trange
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -84,3 +85,22 @@ class VPDenoiser:
 def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
     """The probability-flow ODE's derivative dx/dsigma, same shape as ``x``."""
     return (x - denoised) / sigma.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+Update = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def sample_loop(update: Update, model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor,
+                extra_args: dict[str, Any] | None = None, callback: Callable[[dict], None] | None = None,
+                disable: bool | None = None) -> torch.Tensor:
+    """The loop single-step samplers share: denoise at each sigma, report, then
+    ``x = update(x, denoised, sigma, sigma_next)``. x: ``(batch, C, H, W)``; sigmas: ``(steps + 1,)``."""
+    extra_args = extra_args or {}
+    ones = x.new_ones(x.shape[0])
+    for i in trange(len(sigmas) - 1, disable=True if disable is None else disable):
+        denoised = model(x, sigmas[i] * ones, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+        x = update(x, denoised, sigmas[i], sigmas[i + 1])
+    return x
