@@ -42,6 +42,7 @@ class DDPMConfig(BaseModel):
     beta_schedule: Literal["linear", "cosine"] = "cosine"
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
     class_dropout: float = Field(0.1, ge=0, le=1, description="labels dropped in training, for classifier-free guidance")
+    clip_sample: bool = Field(True, description="clip each denoised estimate to [-1, 1] while sampling (Ho et al. 2020)")
     default_sampler: str = "ddim"
     default_steps: int = Field(20, ge=1)
     default_guidance_scale: float = Field(2.0, ge=0)
@@ -204,7 +205,7 @@ class DDPMGenerator(Generator, Trainable):
             cond, uncond = unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
             return uncond + guidance_scale * (cond - uncond)
 
-        return VPDenoiser(network, self.alphas_cumprod, self.config.prediction_type)
+        return VPDenoiser(network, self.alphas_cumprod, self.config.prediction_type, 1.0 if self.config.clip_sample else None)
 
     def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
         device = next(self.unet.parameters()).device

@@ -42,11 +42,15 @@ class VPDenoiser:
     ``x_t`` of shape ``(batch, C, H, W)`` and float timesteps ``t`` of shape ``(batch,)``.
     """
 
-    def __init__(self, network: Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon"):
+    def __init__(self, network: Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
+                 clip_denoised: float | None = None):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, not {prediction_type!r}")
         self.network = network
         self.prediction_type = prediction_type
+        # x_0 = x - sigma * eps multiplies any error in eps by sigma (~2e4 at the cosine schedule's
+        # last step), so DDPM clips x_0 to the data range (Ho et al. 2020, "clip_sample" in diffusers).
+        self.clip_denoised = clip_denoised
         self.alphas_cumprod = alphas_cumprod.double()  # (T,) the training schedule; diffusers adapters read it
         self.sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()  # (T,) increasing
         self.log_sigmas = self.sigmas.log()
@@ -76,10 +80,12 @@ class VPDenoiser:
         c_in = 1 / (s**2 + 1).sqrt()
         out = self.network(x * c_in, self.sigma_to_t(sigma), **extra_args)
         if self.prediction_type == "epsilon":
-            return x - s * out
-        if self.prediction_type == "v_prediction":
-            return x / (s**2 + 1) - out * s / (s**2 + 1).sqrt()
-        return out
+            denoised = x - s * out
+        elif self.prediction_type == "v_prediction":
+            denoised = x / (s**2 + 1) - out * s / (s**2 + 1).sqrt()
+        else:
+            denoised = out
+        return denoised if self.clip_denoised is None else denoised.clamp(-self.clip_denoised, self.clip_denoised)
 
 
 def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
