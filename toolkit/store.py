@@ -217,6 +217,9 @@ def save_model_folder(
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes an owner-only folder; a model folder is an ordinary one
     try:
         hashes = {}
         for filename, tensors in weights.items():
