@@ -34,8 +34,9 @@ def test_generate_info_and_replay(tiny_model, tmp_path):
 
 
 def test_models_and_plugins_json(tiny_model):
-    models = json.loads(invoke("models", "--json").stdout)
-    assert models[0]["name"] == "tinym" and models[0]["accepts"] == ["class", "sketch"] and models[0]["default"]
+    models = {m["name"]: m for m in json.loads(invoke("models", "--json").stdout)}
+    assert models["tinym"]["accepts"] == ["class", "sketch"] and models["tinym"]["default"]
+    assert models["tinym"]["source"] == "user" and models["ddpm-digits"]["source"] == "models"  # shipped by a plugin
     plugins = {p["name"]: p for p in json.loads(invoke("plugins", "--json").stdout)}
     assert plugins["tiny"]["stages"] == {"invert": "edit"}
 
@@ -90,3 +91,13 @@ def test_generate_help_comes_from_the_schema():
                  "--guidance", "--seed", "--n", "--out", "--replay", "--post"):
         assert flag in result.stdout
     assert "classifier-free guidance scale" in result.stdout
+
+
+def test_shipped_ddpm_digits_generates_and_replays(registry, tmp_path):
+    result = invoke("generate", "--model", "ddpm-digits", "--class", "7", "-n", "2", "--seed", "0", "--steps", "5", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "chain: ddpm-digits (ddpm, ddim)" in result.stderr
+    path = Path(result.stdout.split()[-1])
+    assert Image.open(path).size == (16, 16)
+    replayed = invoke("generate", "--replay", str(path), "--out", str(tmp_path / "again"))
+    assert "identical to the original: yes" in replayed.stderr
