@@ -175,14 +175,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_hashes: dict[tuple, str] = {}
+
+
 def weights_sha256(folder: Path) -> str:
     """One hash over every safetensors file in the folder (names and bytes), stable across
-    machines: what recipes record to say exactly which weights made an image."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.safetensors")):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(file_sha256(path).encode())
-    return digest.hexdigest()
+    machines: what recipes record to say exactly which weights made an image. Remembered
+    per (file, size, mtime), since every generate asks and large models take a while."""
+    files = sorted(folder.rglob("*.safetensors"))
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if key not in _hashes:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(file_sha256(path).encode())
+        _hashes[key] = digest.hexdigest()
+    return _hashes[key]
 
 
 def load_weights(folder: Path, filename: str = "model.safetensors", device: str = "cpu") -> dict[str, torch.Tensor]:
