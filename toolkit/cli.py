@@ -8,6 +8,7 @@ so the CLI, the Python API and the web app share one schema.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 import typing
@@ -46,8 +47,6 @@ def progress_bar(transient: bool = False) -> Progress:
 
 
 def _force_progress() -> bool:
-    import os
-
     return os.environ.get("TOOLKIT_PROGRESS") == "1"
 
 
@@ -344,8 +343,6 @@ def train(config: str, overrides: tuple[str, ...], resume: str | None, stop_afte
 
 
 def _is_main_process() -> bool:
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
