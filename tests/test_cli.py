@@ -93,11 +93,17 @@ def test_generate_help_comes_from_the_schema():
     assert "classifier-free guidance scale" in result.stdout
 
 
-def test_shipped_ddpm_digits_generates_and_replays(registry, tmp_path):
-    result = invoke("generate", "--model", "ddpm-digits", "--class", "7", "-n", "2", "--seed", "0", "--steps", "5", "--out", str(tmp_path))
+SHIPPED = [("ddpm-digits", "ddpm, ddim", 16), ("gan-digits", "gan", 16), ("vae-digits", "vae", 16),
+           ("ddpm-shapes", "ddpm, ddpm", 32), ("gan-shapes", "gan", 32), ("vae-shapes", "vae", 32)]
+
+
+@pytest.mark.parametrize(("model", "chain", "size"), SHIPPED)
+def test_every_shipped_model_generates_offline_and_replays(registry, tmp_path, model, chain, size):
+    steps = ["--steps", "5"] if "ddpm" in model else []
+    result = invoke("generate", "--model", model, "--class", "3", "-n", "2", "--seed", "0", *steps, "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
-    assert "chain: ddpm-digits (ddpm, ddim)" in result.stderr
+    assert f"chain: {model} ({chain})" in result.stderr
     path = Path(result.stdout.split()[-1])
-    assert Image.open(path).size == (16, 16)
+    assert Image.open(path).size == (size, size)
     replayed = invoke("generate", "--replay", str(path), "--out", str(tmp_path / "again"))
     assert "identical to the original: yes" in replayed.stderr

@@ -77,6 +77,7 @@ class GenerateArgs:
     guidance_scale: float | None = None  # classifier-free guidance
     sampler: Sampler | None = None  # a resolved sampler function (diffusion models)
     sampler_name: str | None = None
+    truncation: float | None = None  # latent truncation (GAN, VAE); None = the plain prior
     progress: Callable[[int, int], None] | None = None  # progress(done, total)
 
 
@@ -94,9 +95,11 @@ class Generator(ABC):
     # the "accepts" list in its config.json (a model trained without classes takes none).
     accepts: ClassVar[frozenset[str]] = frozenset()
     uses_sampler: ClassVar[bool] = False  # True for diffusion models: --sampler/--steps apply
+    uses_truncation: ClassVar[bool] = False  # True for latent-variable models: --truncation applies
     default_sampler: ClassVar[str | None] = None
     default_steps: ClassVar[int | None] = None
     default_guidance_scale: ClassVar[float | None] = None
+    default_truncation: ClassVar[float | None] = None
 
     @classmethod
     def claims(cls, folder: Path, config: dict[str, Any]) -> bool:
@@ -279,6 +282,13 @@ class Dataset(torch.utils.data.Dataset, ABC):
     @abstractmethod
     def __getitem__(self, index: int) -> dict[str, Any]: ...
 
+    def image_scores(self, images: torch.Tensor, class_labels: torch.Tensor | None) -> dict[str, float]:
+        """Dataset-specific checks of images meant to look like this dataset's samples, for
+        ``toolkit eval``: images ``(B, 3, H, W)`` in [-1, 1], the class each was meant to show
+        ``(B,)`` int64 (None when unknown). Returns ``{name: mean over the batch}``, higher is
+        better; empty (the default) when the dataset has no checks of its own."""
+        return {}
+
 
 def describe(component: Any) -> str:
     """One-line description of a registered component, for listings."""
@@ -346,3 +356,7 @@ class Trainable(ABC):
     @abstractmethod
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Fixed-seed samples for the grid written during training: ``(n, 3, H, W)`` in [-1, 1]."""
+
+    def prepare_export(self, dataset: Dataset) -> None:
+        """Called once after the last step, with the EMA weights in place, before
+        ``save_pretrained``: fit anything estimated from the trained networks (a VAE's prior)."""

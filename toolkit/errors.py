@@ -51,3 +51,7 @@ class CheckpointError(ToolkitError):
 
 class TrainingError(ToolkitError):
     """Training cannot go on (for example, the loss stayed NaN or infinite)."""
+
+
+class EvaluationError(ToolkitError):
+    """A model cannot be evaluated: no classifier for its data, or no record of that data."""

@@ -81,6 +81,18 @@ def register_models(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_eval_classifiers(register: Callable[..., None]) -> None:
+    """Called once, when plugins load. Make shipped evaluation classifiers findable.
+
+    ``register(path)``: a folder written by ``toolkit eval-classifier train`` (``config.json``
+    naming the dataset, size, options and classes, plus ``model.safetensors``); ``toolkit
+    eval`` picks the one whose dataset, size and options match the model's. Classifiers in
+    the user folder ($TOOLKIT_HOME/eval_classifiers) are found without any plugin and take
+    precedence. The classifier reads images of shape ``(batch, 3, size, size)`` in ``[-1, 1]``.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Called when the ``toolkit`` command starts. Add commands to the CLI.
 

@@ -134,6 +134,7 @@ def _resolve_size(request: GenerationRequest, model: ModelInfo, registry: Regist
 
 
 def _resolve_sampling(request: GenerationRequest, model: ModelInfo, cls: type[Generator], registry: Registry) -> dict[str, Any]:
+    resolved = _resolve_truncation(request, model, cls, registry)
     if not cls.uses_sampler:
         used = [flag for flag, value in (("--sampler", request.sampler), ("--steps", request.steps)) if value is not None]
         if used:
@@ -142,17 +143,30 @@ def _resolve_sampling(request: GenerationRequest, model: ModelInfo, cls: type[Ge
                 f"{' and '.join(used)} apply to diffusion models; '{model.name}' ({model.generator}) samples in one "
                 f"step. Diffusion models: {', '.join(able) or 'none installed'}"
             )
-        return {}
+        return resolved
     sampler = request.sampler or model.config.get("default_sampler") or cls.default_sampler
     if sampler is not None:
         registry.get("samplers", sampler)  # unknown name -> clear error with suggestions
-    return {
+    return resolved | {
         "sampler": sampler,
         "steps": request.steps or model.config.get("default_steps") or cls.default_steps,
         "guidance_scale": request.guidance_scale
         if request.guidance_scale is not None
         else model.config.get("default_guidance_scale", cls.default_guidance_scale),
     }
+
+
+def _resolve_truncation(request: GenerationRequest, model: ModelInfo, cls: type[Generator], registry: Registry) -> dict[str, Any]:
+    if not cls.uses_truncation:
+        if request.truncation is not None:
+            able = [m.name for m in list_models(registry) if m.generator in {n for n, e in registry.generators.items() if e.obj.uses_truncation}]
+            raise UnsupportedRequestError(
+                f"--truncation applies to models that sample a latent (GAN, VAE); '{model.name}' ({model.generator}) "
+                f"does not. Models that take it: {', '.join(able) or 'none installed'}"
+            )
+        return {}
+    default = model.config.get("default_truncation", cls.default_truncation)
+    return {"truncation": request.truncation if request.truncation is not None else default}
 
 
 def _plan_post(request: GenerationRequest, registry: Registry) -> list[PostStep]:
@@ -216,7 +230,7 @@ def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) ->
         n=request.n, height=request.height, width=request.width,
         generator=torch.Generator(device).manual_seed(request.seed),
         steps=request.steps, guidance_scale=request.guidance_scale,
-        sampler=sampler, sampler_name=request.sampler, progress=progress,
+        sampler=sampler, sampler_name=request.sampler, truncation=request.truncation, progress=progress,
     )
     with torch.inference_mode():
         images = model.generate(cond, args)

@@ -11,7 +11,7 @@ from typing import Any
 from .components import CONDITIONING_KINDS, Conditioner, Dataset, Generator, PostProcessor, Stage, describe
 from .errors import DuplicateComponentError, PluginError, UnknownNameError
 
-KINDS = ("generators", "conditioners", "samplers", "postprocessors", "datasets", "models")
+KINDS = ("generators", "conditioners", "samplers", "postprocessors", "datasets", "models", "eval_classifiers")
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Entry:
     """One registered component."""
 
     name: str
-    obj: Any  # a class, a sampler function, or a model folder Path
+    obj: Any  # a class, a sampler function, or a model or classifier folder Path
     plugin: str  # the plugin (entry-point name) that registered it
     description: str = ""
 
@@ -49,6 +49,7 @@ class Registry:
         self.postprocessors: dict[str, Entry] = {}
         self.datasets: dict[str, Entry] = {}
         self.models: dict[str, Entry] = {}
+        self.eval_classifiers: dict[str, Entry] = {}
         self.plugins: dict[str, PluginInfo] = {}
 
     # -- registration ------------------------------------------------------------------
@@ -152,6 +153,13 @@ def _model(path: Any, plugin: str) -> Entry:
     return Entry(folder.name, folder, plugin, "")
 
 
+def _eval_classifier(path: Any, plugin: str) -> Entry:
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise PluginError(f"plugin '{plugin}' registered evaluation classifier folder {folder} which has no config.json")
+    return Entry(folder.name, folder, plugin, "")
+
+
 _VALIDATORS = {
     "generators": _generator,
     "conditioners": _conditioner,
@@ -159,4 +167,5 @@ _VALIDATORS = {
     "postprocessors": _postprocessor,
     "datasets": _dataset,
     "models": _model,
+    "eval_classifiers": _eval_classifier,
 }

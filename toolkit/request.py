@@ -98,6 +98,11 @@ class GenerationRequest(BaseModel):
         None, description="diffusion sampler (see `toolkit plugins`); default: the model's",
         json_schema_extra={"flag": "--sampler"},
     )
+    truncation: float | None = Field(
+        None, gt=0.0, le=10.0,
+        description="GAN/VAE: draw the latent from a normal truncated at +-T; lower = cleaner but less varied; default: the model's",
+        json_schema_extra={"flag": "--truncation"},
+    )
     width: int | None = Field(None, ge=8, le=4096, description="image width; default: the model's", json_schema_extra={"flag": "--width"})
     height: int | None = Field(None, ge=8, le=4096, description="image height; default: the model's", json_schema_extra={"flag": "--height"})
     post: list[PostSpec] = Field(

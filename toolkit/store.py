@@ -252,3 +252,13 @@ def save_model_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def update_model_config(folder: Path, entries: dict[str, Any]) -> None:
+    """Add ``entries`` to a model folder's config.json in one atomic replace (the trainer
+    records what the model was trained on, which ``toolkit eval`` reads back)."""
+    path = Path(folder) / CONFIG_NAME
+    config = {**json.loads(path.read_text()), **entries}
+    tmp = path.with_name(f".{CONFIG_NAME}.tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+    os.replace(tmp, path)

@@ -40,7 +40,7 @@ from .errors import ConfigError, TrainingError
 from .images import make_grid, save_atomic, tensor_to_pil
 from .plugins import get_registry
 from .registry import Registry
-from .store import user_models_dir
+from .store import update_model_config, user_models_dir
 from .train_config import TrainConfig, dump_yaml
 
 
@@ -292,9 +292,17 @@ class Trainer:
         return save_atomic(grid, self.run_dir / "samples" / f"step-{self.state.step:08d}.png")
 
     def export(self) -> Path:
-        folder = self.config.output.export_dir or user_models_dir() / self.config.name
-        self._with_ema(lambda: self.model.save_pretrained(Path(folder)))
-        return Path(folder)
+        folder = Path(self.config.output.export_dir or user_models_dir() / self.config.name)
+        def finish() -> None:
+            self.model.prepare_export(self.dataset)
+            self.model.save_pretrained(folder)
+
+        self._with_ema(finish)
+        d = self.config.data
+        # What `toolkit eval` compares the model against: the same dataset, size and classes.
+        update_model_config(folder, {"dataset": {"name": d.dataset, "size": d.size, "options": d.options,
+                                                 "seed": self.config.train.seed, "class_names": self.dataset.class_names}})
+        return folder
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

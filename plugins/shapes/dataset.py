@@ -17,6 +17,7 @@ import torch
 from toolkit.components import Dataset
 from toolkit.errors import InvalidRequestError
 
+from .evaluator import ShapesEvaluator
 from .render import MIN_SIZE, render
 from .scene import COLOURS, MAX_OBJECTS, SHAPES, Scene, all_combinations, caption, sample_scene
 
@@ -109,6 +110,18 @@ class ShapesDataset(Dataset):
             "mask": torch.from_numpy(_box_mask(target, pad=max(1, round(self.size / 32))))[None],
             "attributes": scene.to_json(),
         }
+
+    def image_scores(self, images: torch.Tensor, class_labels: torch.Tensor | None) -> dict[str, float]:
+        """The shapes evaluator's view of ``(B, 3, H, W)`` images in [-1, 1]:
+        ``objects_detected_one``, the share with exactly one object, and, when the intended
+        classes ``(B,)`` are known, ``shape_accuracy``, the share with exactly one object of
+        the intended shape (``class_label`` indexes ``SHAPES``)."""
+        found = [ShapesEvaluator().detect(image) for image in images]
+        scores = {"objects_detected_one": float(np.mean([len(objects) == 1 for objects in found]))}
+        if class_labels is not None:
+            scores["shape_accuracy"] = float(np.mean([len(objects) == 1 and objects[0].shape == SHAPES[int(label)]
+                                                      for objects, label in zip(found, class_labels)]))
+        return scores
 
 
 def _box_mask(mask: np.ndarray, pad: int) -> np.ndarray:
