@@ -25,7 +25,7 @@ from torch import nn
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Generator, Phase, Trainable, TrainContext
 from toolkit.diffusion import VPDenoiser, beta_schedule
-from toolkit.store import load_weights, read_config, save_model_folder
+from toolkit.store import load_weights, read_square_model_config, save_model_folder, square_model_config
 
 
 class DDPMConfig(BaseModel):
@@ -180,9 +180,8 @@ class DDPMGenerator(Generator, Trainable):
 
     @classmethod
     def from_pretrained(cls, folder: Path, *, device: str = "cpu") -> DDPMGenerator:
-        saved = read_config(folder)
-        config = DDPMConfig.model_validate({k: v for k, v in saved.items() if k in DDPMConfig.model_fields})
-        model = cls(config, num_classes=saved["num_classes"], size=saved["sizes"][0][0])
+        config, num_classes, size = read_square_model_config(folder, DDPMConfig)
+        model = cls(config, num_classes=num_classes, size=size)
         weights = load_weights(folder, device=device)
         model.unet.load_state_dict({k: v.float() for k, v in weights.items()})
         model.unet.to(device)
@@ -190,8 +189,7 @@ class DDPMGenerator(Generator, Trainable):
 
     def save_pretrained(self, folder: Path) -> None:
         """fp16 weights: sampling quality is unchanged and the folder is half the size."""
-        config = {"generator": self.name, "accepts": ["class"] if self.num_classes else [], "sizes": [[self.size, self.size]],
-                  "num_classes": self.num_classes, **self.config.model_dump(mode="json")}
+        config = square_model_config(self.name, self.config, num_classes=self.num_classes, size=self.size)
         weights = {k: v.half() for k, v in self.unet.state_dict().items()}
         save_model_folder(folder, config, {"model.safetensors": weights})
 

@@ -34,7 +34,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Phase, Trainable, TrainContext
 from toolkit.latent import ConvDecoder, LatentGenerator, pyramid_levels
-from toolkit.store import load_weights, read_config, save_model_folder
+from toolkit.store import load_weights, read_square_model_config, save_model_folder, square_model_config
 
 
 class GANConfig(BaseModel):
@@ -127,17 +127,15 @@ class GANGenerator(LatentGenerator, Trainable):
 
     @classmethod
     def from_pretrained(cls, folder: Path, *, device: str = "cpu") -> GANGenerator:
-        saved = read_config(folder)
-        config = GANConfig.model_validate({k: v for k, v in saved.items() if k in GANConfig.model_fields})
-        model = cls(config, num_classes=saved["num_classes"], size=saved["sizes"][0][0], discriminator=False)
+        config, num_classes, size = read_square_model_config(folder, GANConfig)
+        model = cls(config, num_classes=num_classes, size=size, discriminator=False)
         model.generator.load_state_dict({k: v.float() for k, v in load_weights(folder, device=device).items()})
         model.generator.to(device)
         return model
 
     def save_pretrained(self, folder: Path) -> None:
         """The generator only, in fp16 (samples are unchanged; half the size)."""
-        config = {"generator": self.name, "accepts": ["class"] if self.num_classes else [], "sizes": [[self.size, self.size]],
-                  "num_classes": self.num_classes, **self.config.model_dump(mode="json")}
+        config = square_model_config(self.name, self.config, num_classes=self.num_classes, size=self.size)
         save_model_folder(folder, config, {"model.safetensors": {k: v.half() for k, v in self.generator.state_dict().items()}})
 
     def decoder_module(self) -> nn.Module:

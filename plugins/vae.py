@@ -32,7 +32,7 @@ from torch import nn
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Phase, Trainable, TrainContext
 from toolkit.latent import ConvDecoder, LatentGenerator, pyramid_levels, sample_latents
-from toolkit.store import load_weights, read_config, save_model_folder
+from toolkit.store import load_weights, read_square_model_config, save_model_folder, square_model_config
 
 PRIOR_FILE = "prior.safetensors"
 
@@ -115,9 +115,8 @@ class VAEGenerator(LatentGenerator, Trainable):
 
     @classmethod
     def from_pretrained(cls, folder: Path, *, device: str = "cpu") -> VAEGenerator:
-        saved = read_config(folder)
-        config = VAEConfig.model_validate({k: v for k, v in saved.items() if k in VAEConfig.model_fields})
-        model = cls(config, num_classes=saved["num_classes"], size=saved["sizes"][0][0])
+        config, num_classes, size = read_square_model_config(folder, VAEConfig)
+        model = cls(config, num_classes=num_classes, size=size)
         model.net.load_state_dict({k: v.float() for k, v in load_weights(folder, device=device).items()})
         model.net.to(device)
         if config.prior == "gmm":
@@ -126,8 +125,7 @@ class VAEGenerator(LatentGenerator, Trainable):
 
     def save_pretrained(self, folder: Path) -> None:
         """Encoder and decoder in fp16 (the encoder serves encode and image interpolation)."""
-        config = {"generator": self.name, "accepts": ["class"] if self.num_classes else [], "sizes": [[self.size, self.size]],
-                  "num_classes": self.num_classes, **self.config.model_dump(mode="json")}
+        config = square_model_config(self.name, self.config, num_classes=self.num_classes, size=self.size)
         weights = {"model.safetensors": {k: v.half() for k, v in self.net.state_dict().items()}}
         if self.mixture is not None:
             weights[PRIOR_FILE] = self.mixture  # fp32: a few KB, and Cholesky factors want the precision

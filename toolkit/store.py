@@ -22,11 +22,12 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
 import torch
 from safetensors import SafetensorError
+from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 
 from .components import Generator
@@ -252,6 +253,23 @@ def save_model_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def square_model_config(generator: str, config: BaseModel, *, num_classes: int, size: int) -> dict[str, Any]:
+    """config.json for a model of square ``size`` images with ``num_classes`` classes (0 =
+    unconditional): what the pipeline checks, plus the generator's hyper-parameters."""
+    return {"generator": generator, "accepts": ["class"] if num_classes else [], "sizes": [[size, size]],
+            "num_classes": num_classes, **config.model_dump(mode="json")}
+
+
+def read_square_model_config(folder: Path, config_cls: type[ConfigT]) -> tuple[ConfigT, int, int]:
+    """The inverse of ``square_model_config``: (hyper-parameters, num_classes, size)."""
+    saved = read_config(folder)
+    config = config_cls.model_validate({k: v for k, v in saved.items() if k in config_cls.model_fields})
+    return config, int(saved["num_classes"]), int(saved["sizes"][0][0])
 
 
 def update_model_config(folder: Path, entries: dict[str, Any]) -> None:
