@@ -10,6 +10,11 @@
 * DiffAugment translation (Zhao et al. 2020, https://arxiv.org/abs/2006.10738): real and fake
   images are shifted alike before the discriminator sees them, so it cannot memorise a small
   dataset such as the 1437 training digits.
+* Optional: an auxiliary classifier on the discriminator's features (AC-GAN, Odena et al.
+  2017, https://arxiv.org/abs/1610.09585), trained on real images only, whose loss on the
+  fakes pushes the generator to draw its class recognisably. Where the object is a small
+  part of the image (shapes), the adversarial signal alone lets the generator drift to
+  near-empty backgrounds; a fake must now show its class to score well.
 * Optional against mode collapse: a minibatch standard-deviation feature in the
   discriminator (Karras et al. 2018, https://arxiv.org/abs/1710.10196), so it can tell a
   batch of near-identical fakes from varied real images; and the R1 gradient penalty on real
@@ -50,6 +55,7 @@ class GANConfig(BaseModel):
     diffaugment: float = Field(0.125, ge=0, lt=0.5, description="shift real and fake by up to this fraction of the size (0 = off)")
     minibatch_std: bool = Field(False, description="give the discriminator the batch's feature spread (Karras et al. 2018)")
     r1_gamma: float = Field(0.0, ge=0, description="weight of the R1 penalty on real images' gradients (0 = off)")
+    aux_classifier: float = Field(0.0, ge=0, description="weight of the auxiliary class loss on fakes (AC-GAN; 0 = off)")
     lr_generator: float | None = Field(None, gt=0, description="default: train.lr")
     lr_discriminator: float | None = Field(None, gt=0, description="default: train.lr")
     betas: tuple[float, float] = Field((0.0, 0.9), description="Adam betas of both optimizers (SNGAN's)")
@@ -75,8 +81,13 @@ class DiscriminatorNet(nn.Module):
         self.score = sn(nn.Linear(widths[-1] + int(config.minibatch_std), 1))
         # Projection: the class enters as an inner product with the features (Miyato & Koyama 2018).
         self.class_emb = sn(nn.Embedding(num_classes, widths[-1])) if num_classes else None
+        # Not spectrally normalised: SN bounds the logits' scale, and a classifier that cannot
+        # grow confident gives the generator almost no push towards the class.
+        self.classifier = nn.Linear(widths[-1], num_classes) if num_classes and config.aux_classifier else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Scores ``(B,)``; with ``with_logits`` also the auxiliary classifier's ``(B, classes)``."""
         h = self.features(x).sum(dim=(2, 3))  # (B, C): sum pooling keeps the scale SN controls
         scored = h
         if self.minibatch_std:  # one number for the whole batch: how much its images differ
@@ -85,6 +96,9 @@ class DiscriminatorNet(nn.Module):
         out = self.score(scored).squeeze(1)
         if self.class_emb is not None:
             out = out + (self.class_emb(labels) * h).sum(dim=1)
+        if with_logits:
+            assert self.classifier is not None, "with_logits needs aux_classifier > 0 and classes"
+            return out, self.classifier(h)
         return out
 
 
@@ -161,21 +175,33 @@ class GANGenerator(LatentGenerator, Trainable):
         z = torch.randn(b, self.latent_dim, device=ctx.device)
         return ctx.modules["generator"](z, labels), labels
 
-    def _score(self, images: torch.Tensor, labels: torch.Tensor | None, ctx: TrainContext) -> torch.Tensor:
+    @property
+    def _aux(self) -> bool:
+        return bool(self.config.aux_classifier and self.num_classes)
+
+    def _score(self, images: torch.Tensor, labels: torch.Tensor | None, ctx: TrainContext):
+        """Scores ``(B,)``, or (scores, class logits ``(B, classes)``) with the auxiliary classifier."""
         if self.config.diffaugment:
             images = diff_augment(images, self.config.diffaugment)
-        return ctx.modules["discriminator"](images, labels)
+        return ctx.modules["discriminator"](images, labels, with_logits=self._aux)
 
     def discriminator_loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
             fake, labels = self._fakes(batch, ctx)
         real = batch["image"].detach().requires_grad_(self.config.r1_gamma > 0)
         real_score, fake_score = self._score(real, labels, ctx), self._score(fake, labels, ctx)
+        logs = {}
+        if self._aux:  # the classifier learns from real images only, so fakes cannot teach it wrong classes
+            (real_score, real_logits), (fake_score, _) = real_score, fake_score
+            aux_loss = F.cross_entropy(real_logits, labels)
+            logs["aux_real"] = aux_loss.item()
         if self.config.loss == "hinge":
             loss = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
         else:
             loss = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
-        logs = {"score_real": real_score.mean().item(), "score_fake": fake_score.mean().item()}
+        if self._aux:
+            loss = loss + aux_loss
+        logs |= {"score_real": real_score.mean().item(), "score_fake": fake_score.mean().item()}
         if self.config.r1_gamma > 0:
             (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)  # (B, 3, H, W)
             r1 = grad.pow(2).flatten(1).sum(1).mean()
@@ -186,8 +212,15 @@ class GANGenerator(LatentGenerator, Trainable):
     def generator_loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         fake, labels = self._fakes(batch, ctx)
         score = self._score(fake, labels, ctx)
+        logs = {}
+        if self._aux:
+            score, logits = score
+            aux_loss = F.cross_entropy(logits, labels)
+            logs["aux_fake"] = aux_loss.item()
         loss = -score.mean() if self.config.loss == "hinge" else F.softplus(-score).mean()
-        return loss, {"loss_g": loss.item()}
+        if self._aux:
+            loss = loss + self.config.aux_classifier * aux_loss
+        return loss, {"loss_g": loss.item(), **logs}
 
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
         self.generator.eval()

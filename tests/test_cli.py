@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -61,7 +62,7 @@ def bad_files(tmp_path):
         (["--class", "99"], "--class: model 'tinym' has classes 0-9"),
         (["--prompt", "a red circle"], "does not accept text"),
         (["--post", "nope"], "unknown postprocessor 'nope'"),
-        (["--post", "invert:x=1"], "post-processor 'invert': x: Extra inputs are not permitted"),
+        (["--post", "invert:x=1"], "post-processor 'invert': unknown option 'x' (it takes: no options)"),
         (["--width", "32", "--height", "32"], "makes 16x16 images, not 32x32"),
     ],
 )
@@ -107,3 +108,41 @@ def test_every_shipped_model_generates_offline_and_replays(registry, tmp_path, m
     assert Image.open(path).size == (size, size)
     replayed = invoke("generate", "--replay", str(path), "--out", str(tmp_path / "again"))
     assert "identical to the original: yes" in replayed.stderr
+
+
+def test_post_runs_a_chain_on_existing_files(tiny_model, tmp_path):
+    made = invoke("generate", "--model", "tinym", "--class", "1", "--seed", "2", "--out", str(tmp_path))
+    png = Path(made.stdout.split()[0])
+    result = invoke("post", str(png), "--post", "invert", "--out", str(tmp_path / "post"))
+    assert result.exit_code == 0, result.output
+    done = Path(result.stdout.split()[0])
+    before, after = (np.asarray(Image.open(p).convert("RGB"), dtype=int) for p in (png, done))
+    assert np.abs(before + after - 255).max() <= 1  # inverted, and the source untouched
+    recipe = json.loads(invoke("info", str(done)).stdout)
+    assert recipe["chain"][-1] == "invert [edit]" and recipe["postprocessors"][-1]["record"] == {"inverted": 1}
+    photo = tmp_path / "photo.jpg"  # not a toolkit file: processed, no recipe invented
+    Image.new("RGB", (40, 24), (10, 200, 30)).save(photo)
+    result = invoke("post", str(photo), "--post", "invert", "--out", str(tmp_path / "post"))
+    assert result.exit_code == 0, result.output
+    assert Image.open(result.stdout.split()[0]).size == (40, 24)
+    assert "no toolkit recipe" in invoke("info", result.stdout.split()[0]).output
+
+
+def test_post_refuses_bad_input_without_writing(tiny_model, tmp_path, bad_files):
+    for args, message in [(["{d}/missing.png", "--post", "invert"], "image file not found"),
+                          (["{d}/bomb.png", "--post", "invert"], "over the limit of 40 megapixels"),
+                          (["{d}/tall.png", "--post", "nope"], "unknown postprocessor 'nope'")]:
+        result = invoke("post", *[a.format(d=bad_files) for a in args], "--out", str(tmp_path / "post"))
+        assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "post").exists()
+
+
+def test_verify_reports_recipe_or_none(tiny_model, tmp_path):
+    made = invoke("generate", "--model", "tinym", "--class", "1", "--seed", "2", "--out", str(tmp_path))
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (16, 16)).save(plain)
+    result = invoke("verify", made.stdout.split()[0], str(plain), "--json")
+    assert result.exit_code == 0, result.output
+    made_report, plain_report = json.loads(result.stdout)
+    assert made_report["found"]["recipe"]["model"] == "tinym" and made_report["found"]["recipe"]["seed"] == 2
+    assert plain_report["found"]["recipe"].startswith("none")

@@ -146,6 +146,36 @@ def generate(out_dir: str, replay: str | None, device: str, **fields: Any) -> No
         out.print(str(path), highlight=False, markup=False, soft_wrap=True)
 
 
+@cli.command("post")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--post", "post", multiple=True, required=True, metavar="NAME[:k=v,...]",
+              help="Post-processor to run, in chain order (repeat the flag); see `toolkit plugins`.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True,
+              help="Folder for the results (sources are never touched, nothing is overwritten).")
+def post_cmd(images: tuple[str, ...], post: tuple[str, ...], out_dir: str) -> None:
+    """Run post-processors on existing image files: upscale a photo, watermark or sign a
+    PNG made earlier. A toolkit PNG keeps its recipe, with the new steps added.
+
+    \b
+    Examples:
+      toolkit post photo.jpg --post upscale-realesrgan:scale=4
+      toolkit post out/*.png --post watermark --post c2pa --out signed/
+    """
+    from . import pipeline
+
+    specs = [PostSpec.parse(p) for p in post]
+    with progress_bar() as bar:
+        for source in images:
+            task = bar.add_task(f"post-processing {Path(source).name}", total=None)
+            path, records = pipeline.postprocess_file(source, specs, out_dir,
+                                                      progress=lambda d, t, task=task: bar.update(task, completed=d, total=t))
+            bar.update(task, visible=False)
+            for record in records:
+                if record["record"]:
+                    console.print(f"{record['name']}: {json.dumps(record['record'])}", highlight=False, markup=False)
+            out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+
+
 def _replay(png: Path, out_dir: Path, device: str) -> None:
     import numpy as np
 
@@ -182,8 +212,10 @@ def plugins(as_json: bool) -> None:
             if names:
                 components[kind] = names
         stages = {n: e.obj.stage.name.lower() for n, e in registry.postprocessors.items() if e.plugin == info.name}
+        unavailable = {n: r for n, e in registry.postprocessors.items() if e.plugin == info.name and (r := e.obj.unavailable())}
         rows.append({"name": info.name, "package": info.package, "version": info.version, "status": "ok" if info.ok else "broken",
-                     "error": info.error, "hooks": info.hooks, "components": components, "stages": stages})
+                     "error": info.error, "hooks": info.hooks, "components": components, "stages": stages,
+                     "unavailable": unavailable})
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -194,6 +226,7 @@ def plugins(as_json: bool) -> None:
         parts = []
         for kind, names in row["components"].items():
             shown = [f"{n} [{row['stages'][n]}]" if n in row["stages"] else n for n in names]
+            shown = [f"{s} (unavailable: {row['unavailable'][n]})" if n in row["unavailable"] else s for s, n in zip(shown, names)]
             parts.append(f"{kind}: {', '.join(shown)}")
         status = "[green]ok[/]" if row["status"] == "ok" else f"[red]broken[/]: {escape(row['error'])}"
         table.add_row(row["name"], f"{row['package'] or '-'} {row['version'] or ''}", status, escape("\n".join(parts)))
@@ -237,6 +270,38 @@ def info(image: str, as_json: bool) -> None:
             if request.get(key):
                 request[key] = f"<PNG, {len(request[key]) * 3 // 4 // 1024} kB embedded; --json shows it>"
     out.print_json(json.dumps(recipe))
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--trust", multiple=True, type=click.Path(exists=True, dir_okay=False), metavar="CA.pem",
+              help="Trust signers this CA certificate issued (repeatable), e.g. `toolkit keys create`'s ca.pem.")
+def verify(images: tuple[str, ...], as_json: bool, trust: tuple[str, ...]) -> None:
+    """Say what each image carries: an invisible watermark's payload (or none), the toolkit
+    recipe if present, and its Content Credentials and whether they validate.
+
+    Every installed post-processor that can read something back is asked (see `toolkit
+    plugins`), so a plugin's own watermark or signature shows up here too. Works on any
+    image file, not only toolkit's PNGs.
+
+    \b
+    Examples:
+      toolkit verify out/*.png
+      toolkit verify photo.jpg --json
+      toolkit verify --trust ca.pem out/*.png   # the CA `toolkit keys create` printed
+    """
+    from .verify import verify_image
+
+    reports = [verify_image(Path(path), trust=[Path(t) for t in trust]) for path in images]
+    if as_json:
+        out.print_json(json.dumps(reports))
+        return
+    for report in reports:
+        out.print(f"[bold]{escape(report['path'])}[/]")
+        for key, value in report["found"].items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            out.print(f"  {key}: {escape(text)}", soft_wrap=True)
 
 
 # -- datasets ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
 import torch
+from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 # The kinds of conditioning a request can carry. A generator declares the subset it accepts.
@@ -220,6 +221,7 @@ class PostContext:
     model_name: str
     model_sha256: str
     generator: Generator | None = None
+    progress: Callable[[int, int], None] | None = None  # (done, total) for slow steps such as tiled upscaling
 
 
 @dataclass
@@ -238,14 +240,75 @@ class PostProcessor(ABC):
     description: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions  # validated from --post NAME key=value
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this post-processor cannot run here (a missing wheel or library), or None.
+        ``toolkit plugins`` shows the reason; a request naming it is refused before any work."""
+        return None
+
+    def check_request(self, request: Any, options: BaseModel) -> None:
+        """Called while planning, before any model loads: raise a ``ToolkitError`` to refuse
+        the request (a blocked prompt, an output that would be too large)."""
+
     @abstractmethod
     def process(self, images: torch.Tensor, options: BaseModel, ctx: PostContext) -> PostResult:
         """images: ``(batch, 3, H, W)`` in ``[-1, 1]``. Returns a ``PostResult``."""
 
     def after_save(self, path: Path, options: BaseModel, ctx: PostContext) -> dict[str, Any] | None:
         """Called once per written PNG, after its recipe is embedded (signing lives here).
-        Returns an optional record merged into the console report."""
+        Returns an optional record merged into the console report. Rewrite the file
+        atomically (write a temporary file, then replace), so a failure leaves it whole."""
         return None
+
+    @classmethod
+    def inspect(cls, path: Path, image: Image.Image) -> dict[str, Any] | None:
+        """For ``toolkit verify``: what this post-processor can read back from a file it
+        may have processed (a watermark's payload, a signature's validity), or None if it
+        has nothing to say about this kind of processing. ``image`` is ``path`` opened."""
+        return None
+
+
+class SafetyClassifier(ABC):
+    """Scores images for the ``safety`` post-processor: how strongly each image shows each
+    concept a safety policy names (a text description for a CLIP model, a detector's
+    label, a shapes caption). The policy sets the thresholds and the actions.
+
+    The class is instantiated once per process and reused, so load weights lazily in
+    ``score`` and keep them on the instance.
+    """
+
+    name: ClassVar[str]  # what a policy's image rule names: ``classifier: NAME``
+    description: ClassVar[str] = ""
+    # A fixed vocabulary (a detector's labels) that policies must pick concepts from;
+    # None accepts any text (checked by ``check_concepts``).
+    concepts: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this classifier cannot run here at all (a missing library), or None."""
+        return None
+
+    @classmethod
+    def check_concepts(cls, concepts: list[str]) -> None:
+        """Called when a policy loads: raise ``ValueError`` saying which concept this
+        classifier cannot score and what it can. Default: refuse anything outside ``concepts``."""
+        if cls.concepts is not None:
+            unknown = [c for c in concepts if c not in cls.concepts]
+            if unknown:
+                raise ValueError(f"unknown concepts {unknown}; it scores: {', '.join(cls.concepts)}")
+
+    def skip_reason(self, ctx: PostContext) -> str | None:
+        """Why this classifier cannot score these images (the model has no CLIP), or None.
+        A skipped classifier is recorded in the recipe, never silently ignored."""
+        return None
+
+    @abstractmethod
+    def score(self, images: torch.Tensor, concepts: list[str], ctx: PostContext) -> torch.Tensor:
+        """images: ``(batch, 3, H, W)`` in ``[-1, 1]``; concepts: C names from the policy.
+
+        Returns ``(batch, C)`` float scores, higher = the concept is more present (a
+        probability, a similarity); the policy's threshold decides what counts.
+        """
 
 
 # ---------------------------------------------------------------------------------------

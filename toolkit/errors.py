@@ -29,6 +29,10 @@ class InvalidRequestError(ToolkitError):
     """A request field is out of range or malformed."""
 
 
+class BlockedPromptError(ToolkitError):
+    """The safety policy refuses the prompt (``--post safety``); checked before any work."""
+
+
 class ImageInputError(ToolkitError):
     """An input image is missing, corrupt, too large, or of an unusable size."""
 

@@ -93,6 +93,17 @@ def register_eval_classifiers(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_safety_classifiers(register: Callable[..., None]) -> None:
+    """Called once, when plugins load. Register image classifiers for the safety policy.
+
+    ``register(SafetyClassifierSubclass)``: a subclass of ``toolkit.components.SafetyClassifier``
+    with a ``name`` that policies' image rules refer to. Its ``score(images, concepts, ctx)``
+    receives images of shape ``(batch, 3, H, W)`` in ``[-1, 1]``, the policy's concept names
+    and the ``PostContext`` (generator, request), and returns ``(batch, len(concepts))`` scores.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Called when the ``toolkit`` command starts. Add commands to the CLI.
 

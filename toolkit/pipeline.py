@@ -24,11 +24,11 @@ from pydantic import BaseModel, ValidationError
 
 from .components import Conditioning, GenerateArgs, Generator, PostContext, Stage
 from .errors import InvalidRequestError, RecipeError, UnsupportedRequestError
-from .images import fit_to, open_image, pil_to_tensor, tensor_to_pil, to_data_url, to_rgb
+from .images import fit_to, open_image, pil_to_tensor, save_atomic, tensor_to_pil, to_data_url, to_rgb
 from .plugins import get_registry
 from .recipe import RECIPE_FORMAT, library_versions, read_recipe, write_png
 from .registry import Registry
-from .request import GenerationRequest, parse_request
+from .request import GenerationRequest, PostSpec, parse_request
 from .store import ModelInfo, find_model, generator_class, list_models, load_generator
 
 Progress = Callable[[int, int], None]
@@ -97,7 +97,7 @@ def plan(request: GenerationRequest, registry: Registry | None = None) -> Plan:
             updates[field_name] = to_data_url(image)
     updates["seed"] = request.seed if request.seed is not None else secrets.randbelow(2**31)
     resolved = parse_request(request.model_dump() | updates)
-    return Plan(resolved, model, generator_cls, _plan_post(request, registry), registry)
+    return Plan(resolved, model, generator_cls, _plan_post(resolved, registry), registry)
 
 
 def _models_accepting(kinds: set[str], registry: Registry) -> list[str]:
@@ -176,8 +176,14 @@ def _plan_post(request: GenerationRequest, registry: Registry) -> list[PostStep]
         try:
             options = cls.Options.model_validate(spec.options)
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            takes = ", ".join(cls.Options.model_fields) or "no options"
+            problems = "; ".join(
+                f"unknown option '{e['loc'][0]}' (it takes: {takes})" if e["type"] == "extra_forbidden"
+                else f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise InvalidRequestError(f"post-processor '{spec.name}': {problems}") from None
+        reason = cls.unavailable()
+        if reason:
+            raise UnsupportedRequestError(f"post-processor '{spec.name}' cannot run here: {reason}")
         steps.append(PostStep(spec.name, cls.stage, cls(), options, registry.postprocessors[spec.name].plugin))
     for before, after in zip(steps, steps[1:]):
         if after.stage < before.stage:
@@ -187,6 +193,8 @@ def _plan_post(request: GenerationRequest, registry: Registry) -> list[PostStep]
                 f"({before.stage.name.lower()}): the chain runs safety -> edit -> upscale -> watermark -> sign; "
                 f"list them as {order}"
             )
+    for step in steps:
+        step.processor.check_request(request, step.options)
     return steps
 
 
@@ -238,17 +246,25 @@ def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) ->
     if tuple(images.shape) != expected:
         raise RuntimeError(f"generator '{plan.model.generator}' returned {tuple(images.shape)}, expected {expected}")
 
-    ctx = PostContext(request=request, seed=request.seed, model_name=plan.model.name, model_sha256=sha, generator=model)
-    records = []
-    for step in plan.post:
-        out = step.processor.process(images, step.options, ctx)
-        images = out.images
-        records.append({"name": step.name, "stage": step.stage.name.lower(), "options": step.options.model_dump(mode="json"), "record": out.record})
-
+    ctx = PostContext(request=request, seed=request.seed, model_name=plan.model.name, model_sha256=sha, generator=model,
+                      progress=progress)
+    images, records = run_post(plan.post, images, ctx)
     pil = tensor_to_pil(images)
     base = _recipe_base(plan, sha, records)
     recipes = [{**base, "index": i} for i in range(len(pil))]
     return GenerationResult(pil, recipes, plan, records)
+
+
+def run_post(steps: list[PostStep], images: torch.Tensor, ctx: PostContext) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Run post-processors in order on images ``(B, 3, H, W)`` in [-1, 1]; returns the
+    final images (sizes may change) and one recipe record per step."""
+    records = []
+    for step in steps:
+        out = step.processor.process(images, step.options, ctx)
+        images = out.images
+        records.append({"name": step.name, "stage": step.stage.name.lower(), "options": step.options.model_dump(mode="json"),
+                        "record": out.record})
+    return images, records
 
 
 def _recipe_base(plan: Plan, sha: str, post_records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -291,13 +307,52 @@ def save(result: GenerationResult, out_dir: str | Path, *, prefix: str | None = 
     stem = prefix or f"{result.plan.model.name}-{result.seed}"
     paths = []
     for image, recipe in zip(result.images, result.recipes):
-        path = free_path(out, f"{stem}-{recipe['index']:02d}")
-        write_png(image, path, recipe)
         ctx = PostContext(result.plan.request, result.seed, result.plan.model.name, recipe["model"]["sha256"])
-        for step in result.plan.post:
-            step.processor.after_save(path, step.options, ctx)
-        paths.append(path)
+        paths.append(_write(image, free_path(out, f"{stem}-{recipe['index']:02d}"), recipe, result.plan.post, ctx))
     return paths
+
+
+def _write(image: Image.Image, path: Path, recipe: dict[str, Any] | None, steps: list[PostStep], ctx: PostContext) -> Path:
+    if recipe is None:
+        save_atomic(image, path)
+    else:
+        write_png(image, path, recipe)
+    for step in steps:  # file-level work, e.g. signing; each rewrites the file atomically
+        step.processor.after_save(path, step.options, ctx)
+    return path
+
+
+def postprocess_file(source: str | Path, post: list[PostSpec], out_dir: str | Path, *, registry: Registry | None = None,
+                     progress: Progress | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """Run a post-processing chain on an existing image file (``toolkit post``): upscale or
+    watermark a photo, or sign a toolkit PNG made earlier. Writes a new PNG in
+    ``out_dir`` (the source is never touched) and returns it with the steps' records.
+
+    A toolkit PNG keeps its recipe, with the new steps appended to its chain and records;
+    any other image gets no recipe (there is nothing to replay)."""
+    registry = registry or get_registry()
+    source = Path(source)
+    image = to_rgb(open_image(source, what="image"))
+    try:
+        recipe: dict[str, Any] | None = read_recipe(source)
+    except RecipeError:
+        recipe = None
+    # A request that describes the file, for post-processors' checks (output size, prompt).
+    # Not validated: a photo may be larger than anything we generate.
+    known = recipe["request"] if recipe else {}
+    request = GenerationRequest.model_construct(**{**GenerationRequest().model_dump(), **known, "n": 1,
+                                                   "width": image.width, "height": image.height, "post": post})
+    steps = _plan_post(request, registry)
+    model = recipe["model"] if recipe else {"name": "unknown", "sha256": ""}
+    ctx = PostContext(request=request, seed=recipe["seed"] if recipe else 0, model_name=model["name"],
+                      model_sha256=model["sha256"], progress=progress)
+    with torch.inference_mode():
+        images, records = run_post(steps, pil_to_tensor(image), ctx)
+    if recipe is not None:
+        recipe = {**recipe, "postprocessors": recipe.get("postprocessors", []) + records,
+                  "chain": recipe.get("chain", []) + [f"{s.name} [{s.stage.name.lower()}]" for s in steps]}
+    path = free_path(Path(out_dir), f"{source.stem}-post")
+    return _write(tensor_to_pil(images)[0], path, recipe, steps, ctx), records
 
 
 def free_path(folder: Path, stem: str) -> Path:

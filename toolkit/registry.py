@@ -8,10 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .components import CONDITIONING_KINDS, Conditioner, Dataset, Generator, PostProcessor, Stage, describe
+from .components import (
+    CONDITIONING_KINDS,
+    Conditioner,
+    Dataset,
+    Generator,
+    PostProcessor,
+    SafetyClassifier,
+    Stage,
+    describe,
+)
 from .errors import DuplicateComponentError, PluginError, UnknownNameError
 
-KINDS = ("generators", "conditioners", "samplers", "postprocessors", "datasets", "models", "eval_classifiers")
+KINDS = ("generators", "conditioners", "samplers", "postprocessors", "datasets", "models", "eval_classifiers",
+         "safety_classifiers")
 
 
 @dataclass
@@ -50,6 +60,7 @@ class Registry:
         self.datasets: dict[str, Entry] = {}
         self.models: dict[str, Entry] = {}
         self.eval_classifiers: dict[str, Entry] = {}
+        self.safety_classifiers: dict[str, Entry] = {}
         self.plugins: dict[str, PluginInfo] = {}
 
     # -- registration ------------------------------------------------------------------
@@ -160,6 +171,13 @@ def _eval_classifier(path: Any, plugin: str) -> Entry:
     return Entry(folder.name, folder, plugin, "")
 
 
+def _safety_classifier(obj: Any, plugin: str) -> Entry:
+    _check_class(obj, SafetyClassifier, plugin, "safety classifier")
+    if obj.concepts is not None and not (isinstance(obj.concepts, tuple) and all(isinstance(c, str) for c in obj.concepts)):
+        raise PluginError(f"plugin '{plugin}': safety classifier '{obj.name}' needs 'concepts' as a tuple of names or None")
+    return Entry(obj.name, obj, plugin, describe(obj))
+
+
 _VALIDATORS = {
     "generators": _generator,
     "conditioners": _conditioner,
@@ -168,4 +186,5 @@ _VALIDATORS = {
     "datasets": _dataset,
     "models": _model,
     "eval_classifiers": _eval_classifier,
+    "safety_classifiers": _safety_classifier,
 }
