@@ -1,0 +1,152 @@
+"""An invisible, robust watermark: ``--post watermark`` hides a 40-bit payload in every
+image; ``toolkit verify IMAGE`` reads it back, or says there is none.
+
+By default the payload says which model made the image (the first 16 bits of its weights'
+SHA-256) and when (to the hour, UTC); ``payload=TEXT`` stores a hash of your text instead
+and ``number=N`` a number of yours (payload.py has the layout). At 256x256 and up it
+survives JPEG down to quality 50, halving and restoring the size, a Gaussian blur,
+brightness changes of 10 % and 10 % crops, at a PSNR of 38.5 dB by default (``psnr=``:
+lower is sturdier and more visible); docs/postprocessors.md has the measurements against
+imwatermark, including where it falls short (64x64 photos, brightening near-white images). The signal processing is in mark.py; the error correction is
+Reed-Solomon (``reedsolo``), and the detector says "none" rather than guess: its rate of
+false positives on unmarked images is at most 1.1e-5 (payload.py argues it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from toolkit import hookimpl
+from toolkit.components import PostContext, PostProcessor, PostResult, Stage
+from toolkit.errors import ImageInputError
+
+from . import mark, payload
+
+KEY = "toolkit-watermark-v1"  # seeds the layout; a detector with another key sees nothing
+
+
+class WatermarkOptions(BaseModel):
+    """``--post watermark[:payload=TEXT|number=N,psnr=DB]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: str | None = Field(None, min_length=1, max_length=1000,
+                                description="store a 36-bit hash of this text instead of model and time")
+    number: int | None = Field(None, ge=0, lt=2**36, description="store this number (0 to 2**36 - 1) instead")
+    psnr: float = Field(38.5, ge=30, le=50, description="target PSNR in dB: lower is more robust and more visible")
+
+    @field_validator("number")
+    @classmethod
+    def _one_payload(cls, number: int | None, info: ValidationInfo) -> int | None:
+        if number is not None and info.data.get("payload") is not None:
+            raise PydanticCustomError("one_payload", "give payload= or number=, not both")
+        return number
+
+
+class Watermark(PostProcessor):
+    """Hide a robust, invisible 40-bit payload (model and time by default); `toolkit verify` reads it."""
+
+    name = "watermark"
+    stage = Stage.WATERMARK
+    description = "invisible watermark: model + time (or your text/number), survives JPEG, resize, blur, crop"
+    Options = WatermarkOptions
+
+    def check_request(self, request: Any, options: WatermarkOptions) -> None:
+        """Refuse, before any work, images too small for the mark that nothing upscales."""
+        from toolkit.plugins import get_registry
+
+        height, width = request.height, request.width
+        if height is None or width is None or min(height, width) >= mark.MIN_SIDE:
+            return
+        registry = get_registry()
+        upscaled = any(spec.name in registry.postprocessors and registry.postprocessors[spec.name].obj.stage == Stage.UPSCALE
+                       for spec in request.post)
+        if not upscaled:
+            raise ImageInputError(_too_small(height, width))
+
+    def process(self, images: torch.Tensor, options: WatermarkOptions, ctx: PostContext) -> PostResult:
+        """images: ``(batch, 3, H, W)`` in [-1, 1], H and W at least 64 -> the same, marked."""
+        _, _, height, width = images.shape
+        if min(height, width) < mark.MIN_SIDE:
+            raise ImageInputError(_too_small(height, width))
+        data = _payload(options, ctx)
+        layout = mark.make_layout(payload.CODED_BITS, KEY)
+        bits = payload.encode(data, layout.whitening)
+        pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+        marked, psnrs, readable = [], [], []
+        for i, rgb in enumerate(pixels):
+            result = mark.embed(rgb, bits, layout, psnr=options.psnr)
+            marked.append(result.image)
+            psnrs.append(round(result.psnr, 2))
+            # Read it back as `toolkit verify` will: a very busy small image can defeat the mark.
+            readable.append(detect(result.image) == data)
+            if ctx.progress:
+                ctx.progress(i + 1, len(pixels))
+        out = torch.from_numpy(np.stack(marked)).permute(0, 3, 1, 2).float().to(images.device) / 127.5 - 1
+        record = {"payload": data.hex(), **payload.describe(data), "psnr_db": psnrs, "readable": readable}
+        if not all(readable):
+            record["warning"] = (f"{readable.count(False)} image(s) too busy to carry the mark at {options.psnr} dB; "
+                                 f"a lower psnr= (e.g. {options.psnr - 4:g}) or a larger size makes it stronger")
+        return PostResult(out, record)
+
+    @classmethod
+    def inspect(cls, path: Path, image: Image.Image) -> dict[str, Any] | str:
+        """The payload and what it means, or a line saying there is no watermark."""
+        layout = mark.make_layout(payload.CODED_BITS, KEY)
+        rgb = np.asarray(image.convert("RGB"))
+        for soft in mark.candidates(rgb, layout):
+            data = payload.decode(soft, layout.whitening)
+            if data is not None:
+                found = {"payload": data.hex(), **payload.describe(data)}
+                if found["kind"] == "model+time":
+                    found["model"] = _models_with_prefix(found["model_sha256_prefix"])
+                return found
+        return "none (no toolkit watermark found)"
+
+
+def detect(rgb: np.ndarray) -> bytes | None:
+    """The payload hidden in ``rgb`` ((H, W, 3) uint8 or float in [0, 255]), or None."""
+    layout = mark.make_layout(payload.CODED_BITS, KEY)
+    for soft in mark.candidates(rgb, layout):
+        data = payload.decode(soft, layout.whitening)
+        if data is not None:
+            return data
+    return None
+
+
+def _too_small(height: int, width: int) -> str:
+    return (f"watermark needs images of at least {mark.MIN_SIDE}x{mark.MIN_SIDE} pixels, these are {width}x{height}; "
+            f"upscale first, e.g. --post upscale-lanczos:scale={-(-mark.MIN_SIDE // min(height, width))} --post watermark")
+
+
+def _payload(options: WatermarkOptions, ctx: PostContext) -> bytes:
+    if options.payload is not None:
+        return payload.text(options.payload)
+    if options.number is not None:
+        return payload.number(options.number)
+    return payload.model_time(ctx.model_sha256, datetime.now(timezone.utc))
+
+
+def _models_with_prefix(prefix: str) -> list[str] | str:
+    """Installed models whose weights hash starts with ``prefix``: the likely maker."""
+    from toolkit.plugins import get_registry
+    from toolkit.store import list_models
+
+    try:
+        names = [m.name for m in list_models(get_registry()) if m.sha256().startswith(prefix)]
+    except Exception as error:  # noqa: BLE001 - a broken model folder must not hide the payload
+        return f"could not check installed models: {error}"
+    return names or "no installed model matches"
+
+
+@hookimpl
+def register_postprocessors(register):
+    register(Watermark)
