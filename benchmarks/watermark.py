@@ -27,18 +27,19 @@ Attacks (on the uint8 RGB image, each alone, all with Pillow):
 Figures: PSNR of the marked image against the original; "exact": the share of images whose
 payload comes back exactly (ours never returns a wrong one; the "wrong" column counts any);
 "bits": the share of payload bits read right (ours: the 104 coded bits before error
-correction, where the payload was found, else at the detector's first guess). The false-positive rate is measured on unmarked
-images: every benchmark image before marking, plus random crops of the photos and of
-generated images at random sizes from 64 to 512.
+correction, where the payload was found, else at the detector's first guess). The
+false-positive rate is measured on unmarked images: every benchmark image before marking,
+plus random crops of the photos and of generated images at random sizes from 64 to 512.
 
-    python benchmarks/watermark.py                         # the table in docs/postprocessors.md
+    python benchmarks/watermark.py --rs-trials 1000000     # the tables in docs/postprocessors.md
     python benchmarks/watermark.py --quick                 # a smoke run
-    python benchmarks/watermark.py --sizes 64 --per-kind 8 --fp-images 0
-    python benchmarks/watermark.py --rs-trials 1000000     # also the Reed-Solomon acceptance of random words
-    python benchmarks/watermark.py --fp-only --fp-images 6000 --seed 1  # more unmarked images
-    python benchmarks/watermark.py --held-out --sizes 64 256 --no-imwatermark --fp-images 0  # unrehearsed attacks
+    python benchmarks/watermark.py --sizes 64 --per-model 2 --fp-images 0
+    python benchmarks/watermark.py --fp-only --fp-images 4000 --seed 1   # more unmarked images
+    python benchmarks/watermark.py --held-out --sizes 64 256 --no-imwatermark --fp-images 0 --per-model 3 --crops 6
 
-Run with OMP_NUM_THREADS=1 on a shared machine; the full run takes about 40 minutes on one core.
+``--rs-trials N`` also decodes N random words, to compare the code's acceptance rate with
+the formula. Run with OMP_NUM_THREADS=1 on a shared machine; the full run takes about 30
+minutes on one core.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from collections import defaultdict
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
-
 from toolkit_plugins.watermark import KEY, mark, payload
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "immunohistochemistry", "coins", "moon",

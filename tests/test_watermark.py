@@ -14,11 +14,11 @@ import skimage.data
 import torch
 from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageFilter
+from toolkit_plugins.watermark import KEY, Watermark, WatermarkOptions, detect, mark, payload
 
 from toolkit.cli import cli
 from toolkit.components import PostContext
 from toolkit.errors import ImageInputError
-from toolkit_plugins.watermark import KEY, Watermark, WatermarkOptions, detect, mark, payload
 
 LAYOUT = mark.make_layout(payload.CODED_BITS, KEY)
 
@@ -246,3 +246,8 @@ def test_post_watermarks_an_existing_photo(registry, tmp_path):
     found = json.loads(runner.invoke(cli, ["verify", out, str(source), "--json"], obj={}).stdout)
     assert found[0]["found"]["watermark"]["text_sha256_prefix"] == payload.describe(payload.text("my photo"))["text_sha256_prefix"]
     assert found[1]["found"]["watermark"].startswith("none")
+    # With no options a photo gets model+time with no model: it says so, and names none.
+    plain = runner.invoke(cli, ["post", str(source), "--post", "watermark", "--out", str(tmp_path / "out")], obj={})
+    report = json.loads(runner.invoke(cli, ["verify", plain.stdout.split()[-1], "--json"], obj={}).stdout)[0]["found"]["watermark"]
+    assert report["model_sha256_prefix"] == "0000" and report["meaning"].startswith("marked with no model named")
+    assert "model" not in report

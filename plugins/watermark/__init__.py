@@ -7,9 +7,11 @@ and ``number=N`` a number of yours (payload.py has the layout). At 256x256 and u
 survives JPEG down to quality 50, halving and restoring the size, a Gaussian blur,
 brightness changes of 10 % and 10 % crops, at a PSNR of 38.5 dB by default (``psnr=``:
 lower is sturdier and more visible); docs/postprocessors.md has the measurements against
-imwatermark, including where it falls short (64x64 photos, brightening near-white images). The signal processing is in mark.py; the error correction is
-Reed-Solomon (``reedsolo``), and the detector says "none" rather than guess: its rate of
-false positives on unmarked images is at most 1.1e-5 (payload.py argues it).
+imwatermark, and where it falls short (64x64 photos, brightening near-white images).
+
+The signal processing is in mark.py; the error correction is Reed-Solomon (``reedsolo``),
+and the detector says "none" rather than guess: its false-positive rate on unmarked images
+is at most 1.1e-5 (payload.py argues it).
 """
 
 from __future__ import annotations
@@ -100,16 +102,13 @@ class Watermark(PostProcessor):
     @classmethod
     def inspect(cls, path: Path, image: Image.Image) -> dict[str, Any] | str:
         """The payload and what it means, or a line saying there is no watermark."""
-        layout = mark.make_layout(payload.CODED_BITS, KEY)
-        rgb = np.asarray(image.convert("RGB"))
-        for soft in mark.candidates(rgb, layout):
-            data = payload.decode(soft, layout.whitening)
-            if data is not None:
-                found = {"payload": data.hex(), **payload.describe(data)}
-                if found["kind"] == "model+time":
-                    found["model"] = _models_with_prefix(found["model_sha256_prefix"])
-                return found
-        return "none (no toolkit watermark found)"
+        data = detect(np.asarray(image.convert("RGB")))
+        if data is None:
+            return "none (no toolkit watermark found)"
+        found = {"payload": data.hex(), **payload.describe(data)}
+        if found.get("model_sha256_prefix", "0000") != "0000":
+            found["model"] = _models_with_prefix(found["model_sha256_prefix"])
+        return found
 
 
 def detect(rgb: np.ndarray) -> bytes | None:

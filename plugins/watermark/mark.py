@@ -490,16 +490,20 @@ def _search(rgb: np.ndarray, layout: Layout) -> tuple[list[np.ndarray], float | 
     # strength (the weights are the same at every alignment, so sums compare; one pixel off,
     # the right alignment's neighbours often agree with every pilot too, but more weakly).
     pilots = soft[:, layout.n_payload:] * (layout.pilots * 2.0 - 1)
-    picked: list[int] = []
+    picked: list[tuple[int, int]] = []
     for a in np.lexsort((pilots.sum(1), (pilots > 0).sum(1)))[::-1]:
         ay, ax = divmod(int(a), TILE)
         # Neighbouring offsets read nearly the same values: take distinct alignments.
-        if all(min(abs(ay - py) % TILE, -abs(ay - py) % TILE) + min(abs(ax - px) % TILE, -abs(ax - px) % TILE) > 2
-               for py, px in map(lambda p: divmod(p, TILE), picked)):
-            picked.append(int(a))
+        if all(_circular(ay - py) + _circular(ax - px) > 2 for py, px in picked):
+            picked.append((ay, ax))
         if len(picked) == SEARCH_TOP:
             break
-    return [soft[a, : layout.n_payload].astype(np.float64) for a in picked], period
+    return [soft[ay * TILE + ax, : layout.n_payload].astype(np.float64) for ay, ax in picked], period
+
+
+def _circular(d: int) -> int:
+    """Distance between two offsets modulo the tile."""
+    return min(d % TILE, -d % TILE)
 
 
 def _tile_period(weighted: np.ndarray) -> float | None:

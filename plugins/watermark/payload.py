@@ -6,7 +6,8 @@ Layout (5 bytes, big-endian): the top 4 bits say what the other 36 are.
 kind  name              the 36 bits
 ====  ================  ==========================================================
 1     model+time        16 bits: the first 16 bits of the model's weights SHA-256
-                        (0 when unknown); 20 bits: hours since 2024-01-01 00:00 UTC
+                        (0 when there is none: a photo marked with ``toolkit post``);
+                        20 bits: hours since 2024-01-01 00:00 UTC
                         (good until the year 2143)
 2     text              the first 36 bits of SHA-256 of a UTF-8 string of yours
 3     number            a number of yours, 0 <= n < 2**36
@@ -89,9 +90,11 @@ def describe(payload: bytes) -> dict:
     if kind == 1:
         model_id, hours = value >> 20, value & (2**20 - 1)
         when = EPOCH + timedelta(hours=hours)
+        hour = f"between {when:%Y-%m-%d %H}:00 and {when:%H}:59 UTC"
+        # Model id 0: an existing image marked with `toolkit post` (or, 1 in 65536, a model whose hash starts 0000).
+        maker = f"made by the model whose weights' SHA-256 starts {model_id:04x}" if model_id else "marked with no model named"
         return {"kind": KINDS[1], "model_sha256_prefix": f"{model_id:04x}", "created_hour_utc": when.strftime("%Y-%m-%dT%H:00Z"),
-                "meaning": f"made by the model whose weights' SHA-256 starts {model_id:04x}, "
-                           f"between {when:%Y-%m-%d %H}:00 and {when:%H}:59 UTC"}
+                "meaning": f"{maker}, {hour}"}
     if kind == 2:
         return {"kind": KINDS[2], "text_sha256_prefix": f"{value:09x}",
                 "meaning": f"a text whose SHA-256 starts with {value:09x} (36 bits)"}
