@@ -56,7 +56,6 @@ def verify_image(path: Path, registry: Registry | None = None, *, trust: Sequenc
 
 def _verify(path: Path, registry: Registry) -> dict[str, Any]:
     image = open_image(path, what="image")
-    image.load()
     found: dict[str, Any] = {}
     try:
         recipe = read_recipe(path)
