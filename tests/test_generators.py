@@ -29,8 +29,12 @@ def trainable_generators(registry) -> list[str]:
     return sorted(n for n, e in registry.generators.items() if issubclass(e.obj, Trainable))
 
 
+# Generators whose tiny model needs other trained stages first; their contract tests live there.
+TESTED_ELSEWHERE = {"ldm": "tests/test_text_to_image.py (a denoiser needs a trained autoencoder and text encoder)"}
+
+
 def test_every_trainable_generator_has_a_tiny_config(registry):
-    assert set(trainable_generators(registry)) <= set(TINY)
+    assert set(trainable_generators(registry)) <= set(TINY) | set(TESTED_ELSEWHERE)
 
 
 @pytest.fixture(params=sorted(TINY))

@@ -405,7 +405,8 @@ def train(config: str, overrides: tuple[str, ...], resume: str | None, stop_afte
         console.print(f"interrupted; the checkpoints in {cfg.output.dir}/checkpoints are intact: continue with --resume latest")
         sys.exit(130)
     if exported is not None:
-        out.print(f"exported model '{cfg.name}' to {exported}; try: toolkit generate --model {exported}", highlight=False, markup=False, soft_wrap=True)
+        hint = trainer.model.usage_hint(exported)
+        out.print(f"exported model '{cfg.name}' to {exported}; {hint}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _is_main_process() -> bool:
@@ -431,10 +432,15 @@ def _is_main_process() -> bool:
 @click.option("--steps", type=click.IntRange(1, 1000), help="Diffusion models: denoising steps; default the model's.")
 @click.option("--guidance", type=click.FloatRange(0, 50), help="Diffusion models: guidance scale; default the model's.")
 @click.option("--truncation", type=click.FloatRange(0, 10, min_open=True), help="GAN/VAE: latent truncation; default the model's.")
+@click.option("--prompts", type=click.Path(dir_okay=False),
+              help="Text-to-image models: a JSON Lines prompt file to score, GenEval-style (default for "
+                   "models that take only text: configs/prompts/shapes-heldout.jsonl).")
+@click.option("--images-per-prompt", default=2, show_default=True, type=click.IntRange(1), help="With --prompts.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def eval_cmd(model: str, n_per_class: int, seed: int, out_file: str | None, dataset: str | None, size: int | None,
              options: tuple[str, ...], classifier: str | None, sampler: str | None, steps: int | None,
-             guidance: float | None, truncation: float | None, device: str) -> None:
+             guidance: float | None, truncation: float | None, prompts: str | None, images_per_prompt: int,
+             device: str) -> None:
     """Score a model on a fixed, seeded set of generated images; print the figures and write them as JSON.
 
     A small classifier trained on the model's dataset (found by the dataset, size and
@@ -449,8 +455,26 @@ def eval_cmd(model: str, n_per_class: int, seed: int, out_file: str | None, data
       toolkit eval --model ddpm-digits --n-per-class 20 --steps 10 --out quick.json
       toolkit eval --model ./my-model --dataset digits --size 16
       toolkit eval-classifier train --dataset digits --size 16    (when no classifier fits)
+      toolkit eval --model ldm-shapes --prompts configs/prompts/shapes-paraphrases.jsonl
+
+    Text-to-image models are scored on a prompt file instead: the shapes evaluator checks
+    shape, colour, size, position, count and binding per image, GenEval-style, and our CLIP
+    gives a CLIP score.
     """
     from .evaluation import evaluate_model, save_report
+
+    if prompts or _takes_only_text(model):
+        from .prompt_eval import DEFAULT_PROMPTS, evaluate_prompts
+
+        with progress_bar() as bar:
+            report = evaluate_prompts(model, prompts or DEFAULT_PROMPTS, images_per_prompt=images_per_prompt, seed=seed,
+                                      dataset=dataset, sampler=sampler, steps=steps, guidance_scale=guidance,
+                                      device=device, progress=bar)
+        out.print(prompt_eval_table(report))
+        name = f"{report['model']}-{Path(report['prompts']).stem}"
+        target = save_report(report, out_file or Path("eval") / f"{name}.json")
+        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+        return
 
     with progress_bar() as bar:
         report = evaluate_model(model, n_per_class, seed, dataset=dataset, size=size,
@@ -460,6 +484,35 @@ def eval_cmd(model: str, n_per_class: int, seed: int, out_file: str | None, data
     out.print(eval_table(report))
     target = save_report(report, out_file or Path("eval") / f"{report['model']}.json")
     out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+
+
+def _takes_only_text(model: str) -> bool:
+    from .plugins import get_registry
+    from .store import find_model
+
+    accepts = find_model(model, get_registry()).accepts
+    return "text" in accepts and "class" not in accepts
+
+
+def prompt_eval_table(report: dict[str, Any]) -> Table:
+    """Per prompt group: the share of images right on each check."""
+    r = report
+    columns = ("shape", "colour", "size", "position", "count", "binding", "all_correct", "clip_score",
+               "present_without_negative", "present_with_negative")
+    shown = [c for c in columns if any(c in g for g in r["groups"].values())]
+    table = Table(title=f"{r['model']} on {Path(r['prompts']).name}: {r['images_per_prompt']} images per prompt, "
+                        f"{r['sampler']} {r['steps']} steps, guidance {r['guidance_scale']}, {r['seconds']:.0f} s",
+                  caption=r["clip_score_note"] or "")
+    table.add_column("group")
+    table.add_column("prompts", justify="right")
+    labels = {"position": "pos.", "all_correct": "all right", "clip_score": "CLIP", "present_without_negative": "named, no neg.",
+              "present_with_negative": "named, neg."}
+    for column in shown:
+        table.add_column(labels.get(column, column), justify="right")
+    for name, g in r["groups"].items():
+        cells = ["-" if c not in g else (f"{g[c]:.1f}" if c == "clip_score" else f"{100 * g[c]:.1f}%") for c in shown]
+        table.add_row(name, str(g["prompts"]), *cells)
+    return table
 
 
 def eval_table(report: dict[str, Any]) -> Table:

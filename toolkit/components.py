@@ -109,6 +109,12 @@ class Generator(ABC):
         return config.get("generator") == cls.name
 
     @classmethod
+    def foreign_config(cls, folder: Path) -> dict[str, Any] | None:
+        """For a folder without our config.json: the config this generator reads from the
+        folder's own files (a diffusers pipeline's model_index.json), or None."""
+        return None
+
+    @classmethod
     @abstractmethod
     def from_pretrained(cls, folder: Path, *, device: str = "cpu") -> Generator:
         """Load a model folder written by ``save_pretrained``."""
@@ -151,6 +157,35 @@ class Conditioner(ABC):
     def encode(self, value: Any, *, n: int, height: int, width: int) -> Any:
         """Turn one request value into what ``Conditioning`` holds for this kind,
         repeated for a batch of ``n`` (see the field comments of ``Conditioning``)."""
+
+
+class TextConditioner(Conditioner):
+    """A prompt encoder with weights (a CLIP text tower, a transformers encoder).
+
+    Generators that denoise in latent space call ``embed`` directly as well: for the empty
+    prompt that classifier-free guidance compares against, and on each training batch.
+    """
+
+    kind = "text"
+
+    @abstractmethod
+    def embed(self, texts: list[str]) -> TextEmbedding:
+        """B prompts -> tokens ``(B, L, D)``, pooled ``(B, D')``, attention mask ``(B, L)``."""
+
+    @property
+    @abstractmethod
+    def token_dim(self) -> int:
+        """D, the size of each token state: a cross-attention layer's ``cross_attention_dim``."""
+
+    def to(self, device: torch.device | str) -> TextConditioner:
+        """Move the encoder's weights (kept in ``self.model``) to ``device``."""
+        self.model.to(device)
+        return self
+
+    def encode(self, value: str, *, n: int, height: int, width: int) -> TextEmbedding:
+        one = self.embed([value])
+        mask = None if one.attention_mask is None else one.attention_mask.expand(n, -1)
+        return TextEmbedding(one.tokens.expand(n, -1, -1), one.pooled.expand(n, -1), mask)
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,6 +387,17 @@ class Dataset(torch.utils.data.Dataset, ABC):
         better; empty (the default) when the dataset has no checks of its own."""
         return {}
 
+    def score_prompt(self, image: torch.Tensor, caption: str) -> dict[str, bool]:
+        """For ``toolkit eval --prompts``: does image ``(3, H, W)`` in [-1, 1] show what the
+        caption says? Returns ``{check: right}`` (for shapes: shape, colour, size, position,
+        count, binding, all_correct). Datasets without a checker of their own raise."""
+        raise NotImplementedError(f"dataset '{self.name}' cannot check images against prompts")
+
+    def shows_attribute(self, image: torch.Tensor, attributes: dict[str, str]) -> bool:
+        """Whether image ``(3, H, W)`` in [-1, 1] shows an object with all these attribute
+        values (``{"colour": "red"}``): how a negative prompt is checked."""
+        raise NotImplementedError(f"dataset '{self.name}' cannot look for attributes in images")
+
 
 def describe(component: Any) -> str:
     """One-line description of a registered component, for listings."""
@@ -419,6 +465,10 @@ class Trainable(ABC):
     @abstractmethod
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Fixed-seed samples for the grid written during training: ``(n, 3, H, W)`` in [-1, 1]."""
+
+    def usage_hint(self, folder: Path) -> str:
+        """What `toolkit train` prints after exporting to ``folder``: how to use the result."""
+        return f"try: toolkit generate --model {folder}"
 
     def prepare_export(self, dataset: Dataset) -> None:
         """Called once after the last step, with the EMA weights in place, before

@@ -133,6 +133,12 @@ def find_model(name: str | None, registry: Registry) -> ModelInfo:
         info = ModelInfo(path.name, path, {}, "path")
     else:
         raise UnknownNameError(unknown_name_message("model", name, list(candidates)) + " See `toolkit models`.")
+    if not (info.path / CONFIG_NAME).is_file():
+        for entry in registry.generators.values():
+            foreign = entry.obj.foreign_config(info.path)
+            if foreign is not None:
+                info.config = foreign
+                return info
     info.config = read_config(info.path)
     return info
 
@@ -209,6 +215,18 @@ def load_weights(folder: Path, filename: str = "model.safetensors", device: str 
         return load_file(path, device=device)
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelError(f"{path} is not a readable safetensors file ({error}); re-export or re-install the model") from None
+
+
+def verify_weights(folder: Path) -> None:
+    """Check every weights file config.json records against its sha256: for generators whose
+    weights a library loads (diffusers' ``from_pretrained``) rather than ``load_weights``."""
+    for filename, expected in read_config(folder).get("weights_sha256", {}).items():
+        path = folder / filename
+        if not path.is_file():
+            raise ModelError(f"model folder {folder} is missing {filename}; re-export or re-install the model")
+        if file_sha256(path) != expected:
+            raise ModelError(f"{path} does not match the sha256 recorded in {CONFIG_NAME}: the file was truncated or "
+                             "altered; re-export or re-install the model")
 
 
 def save_model_folder(

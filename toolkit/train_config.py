@@ -54,6 +54,7 @@ class OutputConfig(_Section):
     log_every: int = Field(10, ge=1)
     sample_every: int = Field(500, ge=1, description="write a fixed-seed sample grid every N steps")
     export_dir: Path | None = Field(None, description="model folder to export to; default $TOOLKIT_HOME/models/<name>")
+    default_model: bool = Field(False, description="mark the export as the model `toolkit generate` uses without --model")
 
 
 class TrainConfig(_Section):
@@ -105,5 +106,6 @@ def dump_yaml(config: TrainConfig, model: BaseModel | None = None) -> str:
     """The resolved config (the generator's defaults filled in) as YAML."""
     data = config.model_dump(mode="json")
     if model is not None:
-        data["model"] = {"generator": config.model["generator"], **model.model_dump(mode="json")}
+        key = "conditioner" if "conditioner" in config.model else "generator"
+        data["model"] = {key: config.model[key], **model.model_dump(mode="json")}
     return yaml.safe_dump(data, sort_keys=False)

@@ -60,6 +60,17 @@ class TrainState:
         vars(self).update(state)
 
 
+def trainable_name(model: dict[str, Any]) -> tuple[str, str]:
+    """(registry kind, name) of what a config's ``model:`` section trains: most configs train
+    a generator (``generator: ddpm``); a text encoder trained on its own names a conditioner
+    (``conditioner: text-clip``), which a latent diffusion model then reuses frozen."""
+    if "conditioner" in model:
+        return "conditioners", str(model["conditioner"])
+    if "generator" not in model:
+        raise ConfigError("the model: section needs 'generator: NAME' (or 'conditioner: NAME' for a text encoder)")
+    return "generators", str(model["generator"])
+
+
 def _mixed_precision(setting: str) -> str:
     if setting != "auto":
         return setting
@@ -82,12 +93,12 @@ class Trainer:
         )
         set_seed(t.seed)  # identical initial weights on every process
 
-        generator_name = config.model.get("generator")
-        cls = self.registry.get("generators", str(generator_name))
+        kind, name = trainable_name(config.model)
+        cls = self.registry.get(kind, name)
         if not issubclass(cls, Trainable):
-            raise ConfigError(f"generator '{generator_name}' cannot be trained by `toolkit train` (it is not Trainable)")
+            raise ConfigError(f"{kind[:-1]} '{name}' cannot be trained by `toolkit train` (it is not Trainable)")
         try:
-            self.model_config = cls.Config.model_validate({k: v for k, v in config.model.items() if k != "generator"})
+            self.model_config = cls.Config.model_validate({k: v for k, v in config.model.items() if k not in ("generator", "conditioner")})
         except ValidationError as error:
             problems = "; ".join(f"model.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise ConfigError(problems) from None
@@ -301,7 +312,8 @@ class Trainer:
         d = self.config.data
         # What `toolkit eval` compares the model against: the same dataset, size and classes.
         update_model_config(folder, {"dataset": {"name": d.dataset, "size": d.size, "options": d.options,
-                                                 "seed": self.config.train.seed, "class_names": self.dataset.class_names}})
+                                                 "seed": self.config.train.seed, "class_names": self.dataset.class_names},
+                                     **({"default": True} if self.config.output.default_model else {})})
         return folder
 
 

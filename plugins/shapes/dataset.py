@@ -19,7 +19,7 @@ from toolkit.errors import InvalidRequestError
 
 from .evaluator import ShapesEvaluator
 from .render import MIN_SIZE, render
-from .scene import COLOURS, MAX_OBJECTS, SHAPES, Scene, all_combinations, caption, sample_scene
+from .scene import COLOURS, MAX_OBJECTS, SHAPES, Scene, ShapeObject, all_combinations, caption, sample_scene
 
 HELDOUT_FRACTION = 0.15
 DEFAULT_LENGTHS = {"train": 20_000, "test": 2_000, "heldout": 1_000}
@@ -50,10 +50,11 @@ class ShapesDataset(Dataset):
     splits = ("train", "test", "heldout")
 
     def __init__(self, split: str = "train", *, size: int = 64, seed: int = 0, length: int | None = None,
-                 max_objects: int = MAX_OBJECTS, **options: Any):
+                 max_objects: int = MAX_OBJECTS, partial_captions: float = 0.0, **options: Any):
         if options:
             raise InvalidRequestError(
-                f"dataset 'shapes' has no options {sorted(options)}; it takes split, size, seed, length, max_objects")
+                f"dataset 'shapes' has no options {sorted(options)}; it takes split, size, seed, length, max_objects, "
+                "partial_captions")
         if split not in self.splits:
             raise InvalidRequestError(f"dataset 'shapes' has splits {', '.join(self.splits)}, not '{split}'")
         if int(size) < MIN_SIZE:
@@ -64,7 +65,12 @@ class ShapesDataset(Dataset):
             raise InvalidRequestError(f"dataset 'shapes': length must be 0 or more, not {length}")
         super().__init__(split, size=int(size), seed=int(seed))
         self.length = DEFAULT_LENGTHS[split] if length is None else int(length)
+        if not 0 <= float(partial_captions) <= 1:
+            raise InvalidRequestError(f"dataset 'shapes': partial_captions must be 0 to 1, not {partial_captions}")
         self.max_objects = int(max_objects)
+        # Text-to-image training sees some captions with attributes left out ("a red shape at
+        # the top"), so short prompts and negative prompts ("red") mean something to the model.
+        self.partial_captions = float(partial_captions)
         self.heldout_combinations = heldout_combinations(self.seed)
         self._allowed = frozenset(all_combinations()) - self.heldout_combinations
 
@@ -104,12 +110,22 @@ class ShapesDataset(Dataset):
         image = np.ascontiguousarray(drawn["image"].transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
         return {
             "image": torch.from_numpy(image),
-            "caption": caption(scene),
+            "caption": self._caption(scene, rng),
             "class_label": SHAPES.index(scene[0].shape),
             "sketch": torch.from_numpy(drawn["sketch"])[None],
             "mask": torch.from_numpy(_box_mask(target, pad=max(1, round(self.size / 32))))[None],
             "attributes": scene.to_json(),
         }
+
+    def _caption(self, scene: Scene, rng: np.random.Generator) -> str:
+        """The full caption; with probability ``partial_captions``, each attribute of each
+        object is left out with probability one half (drawn after the image, so the image
+        of a sample does not depend on this option)."""
+        if self.partial_captions == 0 or rng.random() >= self.partial_captions:
+            return caption(scene)
+        keep = rng.random((len(scene), 4)) >= 0.5
+        return caption([ShapeObject(*(value if k else None for value, k in zip(
+            (obj.shape, obj.colour, obj.size, obj.position), flags))) for obj, flags in zip(scene, keep)])
 
     def image_scores(self, images: torch.Tensor, class_labels: torch.Tensor | None) -> dict[str, float]:
         """The shapes evaluator's view of ``(B, 3, H, W)`` images in [-1, 1]:
@@ -122,6 +138,15 @@ class ShapesDataset(Dataset):
             scores["shape_accuracy"] = float(np.mean([len(objects) == 1 and objects[0].shape == SHAPES[int(label)]
                                                       for objects, label in zip(found, class_labels)]))
         return scores
+
+    def score_prompt(self, image: torch.Tensor, caption: str) -> dict[str, bool]:
+        """The shapes evaluator's checks of image ``(3, H, W)`` in [-1, 1] against a caption."""
+        return ShapesEvaluator().evaluate(image, caption).scores()
+
+    def shows_attribute(self, image: torch.Tensor, attributes: dict[str, str]) -> bool:
+        """Whether the evaluator finds an object with every given value, e.g. {"shape": "circle"}."""
+        found = [obj.as_object().to_json() for obj in ShapesEvaluator().detect(image)]
+        return any(all(obj.get(k) == v for k, v in attributes.items()) for obj in found)
 
 
 def _box_mask(mask: np.ndarray, pad: int) -> np.ndarray:

@@ -1,0 +1,161 @@
+"""Text-to-image speed and quality per sampler, on the shipped latent diffusion models.
+
+1. Ours against diffusers' own loop: the same UNet and autoencoder (loaded from the model
+   folder) driven by our `ldm` generator and by diffusers' `StableDiffusionPipeline` with
+   the prompt embeddings passed in (`prompt_embeds`, so both skip the text encoder; text
+   encoding is timed apart), DPM-Solver++ 2M in both, 20 steps, the model's guidance.
+   Latency: one 64x64 image. Throughput: a batch of 16. The two alternate, A/B then B/A, so
+   background load hits both alike; medians over repeats.
+2. Samplers: seconds per image at 4, 8, 20 and 50 steps for each registered sampler, with
+   the shapes evaluator's score at each (every attribute right, single- and two-object
+   prompts from configs/prompts/shapes-heldout.jsonl), so a user can pick the fastest
+   sampler that keeps quality.
+
+    python benchmarks/text_to_image.py                     # ldm-shapes, 2 threads
+    python benchmarks/text_to_image.py --model ldm-shapes-minilm --prompts 40
+    python benchmarks/text_to_image.py --quick             # smoke run
+
+The tables print as markdown, ready for docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.components import Conditioning, GenerateArgs
+from toolkit.plugins import get_registry
+from toolkit.prompt_eval import DEFAULT_PROMPTS, read_prompt_file
+from toolkit.store import find_model, load_generator
+from toolkit_plugins.shapes import ShapesEvaluator
+
+
+def diffusers_pipeline(model):
+    """diffusers' StableDiffusionPipeline around our UNet and VAE (no text encoder: the
+    prompt embeddings are passed in), with DPM-Solver++ 2M on the model's schedule."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    scheduler = DPMSolverMultistepScheduler(
+        num_train_timesteps=model.config.num_train_timesteps, trained_betas=(1 - model.alphas_cumprod / torch.cat(
+            [torch.ones(1, dtype=torch.float64), model.alphas_cumprod[:-1]])).tolist(),
+        prediction_type=model.config.prediction_type, algorithm_type="dpmsolver++", solver_order=2,
+        timestep_spacing="trailing", steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=None, tokenizer=None, unet=model.unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def ours(model, sampler, text, uncond, n: int, steps: int, scale: float, seed: int) -> torch.Tensor:
+    args = GenerateArgs(n=n, height=model.size, width=model.size, generator=torch.Generator().manual_seed(seed),
+                        steps=steps, guidance_scale=scale, sampler=sampler)
+    return model.generate(Conditioning(text=text, negative_text=uncond), args)
+
+
+def theirs(pipe, text, uncond, n: int, steps: int, scale: float, seed: int, size: int) -> torch.Tensor:
+    return pipe(prompt_embeds=text.tokens, negative_prompt_embeds=uncond.tokens, num_inference_steps=steps,
+                guidance_scale=scale, height=size, width=size, generator=torch.Generator().manual_seed(seed),
+                output_type="pt").images
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        fn()
+    return time.perf_counter() - start
+
+
+def against_diffusers(model, repeats: int) -> list[dict]:
+    registry = get_registry()
+    sampler = registry.get("samplers", "dpmpp-2m")
+    pipe = diffusers_pipeline(model)
+    scale = model.config.default_guidance_scale
+    prompt = "a large green triangle in the center"
+    rows = []
+    encode = [timed(lambda: model.text.embed([prompt])) for _ in range(repeats)]
+    for n in (1, 16):
+        text, uncond = model.text.encode(prompt, n=n, height=64, width=64), model.text.encode("", n=n, height=64, width=64)
+        # diffusers' pipeline does not pass an attention mask; run ours without one too, so both do the same work.
+        text.attention_mask = uncond.attention_mask = None
+        a, b = [], []
+        for r in range(repeats + 1):  # the first round warms both up and is dropped
+            first, second = ((a, lambda: ours(model, sampler, text, uncond, n, 20, scale, r)),
+                             (b, lambda: theirs(pipe, text, uncond, n, 20, scale, r, model.size)))[:: 1 if r % 2 else -1]
+            for store, fn in (first, second):
+                store.append(timed(fn))
+        a, b = statistics.median(a[1:]), statistics.median(b[1:])
+        rows.append({"batch": n, "ours_s": a, "diffusers_s": b, "ratio": a / b, "ours_images_per_s": n / a,
+                     "diffusers_images_per_s": n / b})
+    rows.append({"text_encoding_s": statistics.median(encode)})
+    return rows
+
+
+def per_sampler(model, prompts: list[dict], steps_list: list[int]) -> list[dict]:
+    registry = get_registry()
+    evaluator = ShapesEvaluator()
+    scale = model.config.default_guidance_scale
+    text = model.text.embed([p["prompt"] for p in prompts])
+    uncond = model.text.encode("", n=len(prompts), height=64, width=64)
+    rows = []
+    for name in sorted(registry.samplers):
+        sampler = registry.get("samplers", name)
+        for steps in steps_list:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                images = ours(model, sampler, text, uncond, len(prompts), steps, scale, 0)
+            seconds = (time.perf_counter() - start) / len(prompts)
+            right = [evaluator.evaluate(image, p["caption"]).all_correct for image, p in zip(images, prompts)]
+            groups = {}
+            for p, ok in zip(prompts, right):
+                groups.setdefault(p["group"], []).append(ok)
+            rows.append({"sampler": name, "steps": steps, "seconds_per_image": seconds,
+                         **{g: float(np.mean(v)) for g, v in groups.items()}})
+            print(f"  {name:9s} {steps:3d} steps: {seconds:.3f} s/image, " + ", ".join(f"{g} {np.mean(v):.0%}" for g, v in groups.items()), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ldm-shapes")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--prompts", type=int, default=30, help="prompts per group (single, two objects) for the sampler table")
+    parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, few prompts, 4 and 8 steps")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.repeats, args.prompts = 1, 4
+    registry = get_registry()
+    model = load_generator(find_model(args.model, registry), registry)
+    entries = read_prompt_file(DEFAULT_PROMPTS)
+    prompts = ([e for e in entries if e["group"] == "single object"][: args.prompts]
+               + [e for e in entries if e["group"] == "two objects"][: args.prompts])
+    print(f"# {args.model}, {args.threads} threads, torch {torch.__version__}")
+    speed = against_diffusers(model, args.repeats)
+    print("\n| batch | ours (s) | diffusers' pipeline (s) | ours / diffusers | ours images/s | diffusers images/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row in speed[:-1]:
+        print(f"| {row['batch']} | {row['ours_s']:.3f} | {row['diffusers_s']:.3f} | {row['ratio']:.2f}x | "
+              f"{row['ours_images_per_s']:.2f} | {row['diffusers_images_per_s']:.2f} |")
+    print(f"\ntext encoding, one prompt: {speed[-1]['text_encoding_s'] * 1000:.1f} ms\n")
+    steps_list = [4, 8] if args.quick else [4, 8, 20, 50]
+    samplers = per_sampler(model, prompts, steps_list)
+    groups = [g for g in ("single object", "two objects") if any(g in r for r in samplers)]
+    print("\n| sampler | steps | s / image | " + " | ".join(f"{g}: all right" for g in groups) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in groups) + " |")
+    for row in samplers:
+        print(f"| {row['sampler']} | {row['steps']} | {row['seconds_per_image']:.3f} | "
+              + " | ".join(f"{100 * row[g]:.0f}%" for g in groups) + " |")
+    if args.json:
+        args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "speed": speed, "samplers": samplers}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
