@@ -1,7 +1,12 @@
-"""Print the markdown table of docs/results.md from the `toolkit eval` reports in docs/results/.
+"""Print the markdown tables of docs/results.md from the `toolkit eval` reports in docs/results/.
 
     for m in ddpm-digits gan-digits vae-digits ddpm-shapes gan-shapes vae-shapes; do
         toolkit eval --model $m --out docs/results/$m.json
+    done
+    for m in ldm-shapes ldm-shapes-minilm; do
+        for p in heldout paraphrases negative; do
+            toolkit eval --model $m --prompts configs/prompts/shapes-$p.jsonl --images-per-prompt 1 --out docs/results/$m-$p.json
+        done
     done
     python docs/make_results_table.py
 """
@@ -39,6 +44,46 @@ def row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+TEXT_MODELS = ["ldm-shapes", "ldm-shapes-minilm"]
+CHECKS = ("shape", "colour", "size", "position", "count", "binding", "all_correct")
+
+
+def prompt_tables() -> None:
+    """Text-to-image: the shapes evaluator's checks per prompt group, paraphrases against
+    their canonical wording, and negative prompts."""
+    reports = {(m, p): json.loads(path.read_text()) for m in TEXT_MODELS for p in ("heldout", "paraphrases", "negative")
+               if (path := RESULTS / f"{m}-{p}.json").is_file()}
+    if not reports:
+        return
+    print("\n| model | prompts | images | shape | colour | size | position | count | binding | all right | CLIP score | seconds |")
+    print("|" + " --- |" * 12)
+    for (model, kind), r in reports.items():
+        if kind != "heldout":
+            continue
+        for group, g in r["groups"].items():
+            cells = [percent(g.get(c)) for c in CHECKS]
+            print(f"| `{model}` | {group} ({g['prompts']}) | {g['images']} | " + " | ".join(cells)
+                  + f" | {number(g.get('clip_score'))} | {r['seconds']:.0f} |")
+    print("\n| model | wording | prompts | shape | colour | size | position | all right | gap to canonical |")
+    print("|" + " --- |" * 9)
+    for (model, kind), r in reports.items():
+        if kind != "paraphrases":
+            continue
+        canonical = r["groups"].get("canonical", {})
+        for group, g in r["groups"].items():
+            gap = "-" if group == "canonical" else f"{100 * (g['all_correct'] - canonical.get('all_correct', 0)):+.1f} points"
+            print(f"| `{model}` | {group} | {g['prompts']} | " + " | ".join(percent(g.get(c)) for c in CHECKS[:4])
+                  + f" | {percent(g.get('all_correct'))} | {gap} |")
+    print("\n| model | negative prompt names a | prompts | images showing it, without the negative prompt | with it |")
+    print("|" + " --- |" * 5)
+    for (model, kind), r in reports.items():
+        if kind != "negative":
+            continue
+        for group, g in r["groups"].items():
+            print(f"| `{model}` | {group.removeprefix('negative ')} | {g['prompts']} | {percent(g.get('present_without_negative'))} "
+                  f"| {percent(g.get('present_with_negative'))} |")
+
+
 def main() -> None:
     print("| model | sampling | images | class accuracy (classifier on real test) | FID, classifier features (real vs real) "
           "| precision / recall / coverage | diversity (worst class) | shapes evaluator: shape right | seconds |")
@@ -47,6 +92,7 @@ def main() -> None:
         path = RESULTS / f"{name}.json"
         if path.is_file():
             print(row(json.loads(path.read_text())))
+    prompt_tables()
 
 
 if __name__ == "__main__":

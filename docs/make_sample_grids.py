@@ -1,19 +1,21 @@
-"""Write the sample grids in docs/images/: one row per class, one column per seed.
+"""Write the sample grids in docs/images/: one row per class (or prompt), one column per seed.
 
-    python docs/make_sample_grids.py                      # every shipped class-conditional model
+    python docs/make_sample_grids.py                      # every shipped model
     python docs/make_sample_grids.py gan-digits --n 12    # one model
 
 Each row is ``toolkit generate --model MODEL --class C --n N --seed 0`` with the model's
 default sampler, steps, guidance and truncation; pixels are enlarged 4x (nearest) so the
-16x16 and 32x32 images can be seen.
+16x16 and 32x32 images can be seen. Text-to-image models get one row per prompt of
+PROMPTS (``--prompt P``), with the prompt written at the left, at 2x.
 """
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 from rich.progress import track
 
 from toolkit import generate
@@ -33,6 +35,31 @@ def sample_grid(model: str, n: int, seed: int, zoom: int) -> Image.Image:
     return make_grid(rows, columns=n)
 
 
+# Prompts in plain training wording, one and two objects, none of them a test-set caption on purpose.
+PROMPTS = [
+    "a large green triangle in the center",
+    "a small red circle in the top left",
+    "a large blue square at the bottom",
+    "a small yellow star on the right",
+    "a large purple diamond in the top right",
+    "a large orange circle on the left and a small cyan square on the right",
+    "a small red star at the top and a large blue triangle at the bottom",
+]
+
+
+def prompt_grid(model: str, n: int, seed: int, zoom: int, label_width: int = 360) -> Image.Image:
+    rows = []
+    for prompt in track(PROMPTS, description=model):
+        images = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
+                  for im in generate(model=model, prompt=prompt, n=n, seed=seed).images]
+        samples = make_grid(images, columns=n)
+        row = Image.new("RGB", (label_width + samples.width, samples.height), "white")
+        ImageDraw.Draw(row).multiline_text((6, 6), textwrap.fill(prompt, 40), fill="black", spacing=4)
+        row.paste(samples, (label_width, 0))
+        rows.append(row)
+    return make_grid(rows, columns=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help="default: every shipped class-conditional model")
@@ -40,10 +67,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--zoom", type=int, default=4)
     args = parser.parse_args()
-    names = args.models or [m.name for m in list_models(get_registry()) if m.source != "user" and "class" in m.accepts]
+    models = {m.name: m for m in list_models(get_registry()) if m.source != "user"}
+    names = args.models or [name for name, m in models.items() if m.accepts & {"class", "text"}]
     for name in names:
         target = DOCS_IMAGES / f"{name}.png"
-        sample_grid(name, args.n, args.seed, args.zoom).save(target)
+        if "class" in models[name].accepts:
+            sample_grid(name, args.n, args.seed, args.zoom).save(target)
+        else:
+            prompt_grid(name, min(args.n, 6), args.seed, max(args.zoom // 2, 1)).save(target)
         print(target)
 
 

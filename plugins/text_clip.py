@@ -36,6 +36,7 @@ from torch import nn
 
 from toolkit import hookimpl
 from toolkit.components import Dataset, Phase, TextConditioner, TextEmbedding, Trainable, TrainContext
+from toolkit.data import evaluation_split
 from toolkit.errors import ModelError
 from toolkit.store import save_model_folder
 
@@ -139,6 +140,7 @@ class TextClipConditioner(TextConditioner, Trainable):
         self.model, self.tokenizer = model, tokenizer
         self.config, self.image_size = config, image_size  # set when training from scratch
         self.zero_shot: dict[str, float] = {}
+        self.dataset: Dataset | None = None  # the training data, while training: previews come from its test split
 
     @classmethod
     def load(cls, model_folder: Path | None, config: dict[str, Any]) -> TextClipConditioner:
@@ -191,7 +193,9 @@ class TextClipConditioner(TextConditioner, Trainable):
             raise ModelError("a CLIP trains on captioned images; the dataset has no 'caption'")
         cfg = open_clip_config(config, dataset.size)["model_cfg"]
         model = open_clip.CLIP(cfg["embed_dim"], cfg["vision_cfg"], cfg["text_cfg"])
-        return cls(model, open_clip.tokenizer.SimpleTokenizer(context_length=config.context_length), config, dataset.size)
+        clip = cls(model, open_clip.tokenizer.SimpleTokenizer(context_length=config.context_length), config, dataset.size)
+        clip.dataset = dataset
+        return clip
 
     def training_modules(self) -> dict[str, nn.Module]:
         return {"clip": self.model.train()}
@@ -212,16 +216,18 @@ class TextClipConditioner(TextConditioner, Trainable):
         return loss, {"loss": loss.item(), "batch_top1": hits.item()}
 
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """For n fixed captions, the image a pool of 256 test images ranks first:
-        ``(n, 3, H, W)`` in [-1, 1]. A good CLIP shows the captions' shapes."""
-        pool = self._test_images(256, 7)
-        captions = [pool["captions"][i] for i in range(n)]
+        """For the captions of the first n test images, the image a pool of the first 256
+        ranks first: ``(n, 3, H, W)`` in [-1, 1]. A good CLIP finds each caption's own image."""
+        assert self.dataset is not None, "previews are made while training"
+        data = evaluation_split(self.dataset)
+        samples = [data[i] for i in range(min(256, len(data)))]
+        images, captions = torch.stack([s["image"] for s in samples]), [s["caption"] for s in samples[:n]]
         self.model.eval()
         try:
-            best = self.image_text_similarity(pool["images"], captions).argmax(0)
+            best = self.image_text_similarity(images, captions).argmax(0)
         finally:
             self.model.train()
-        return pool["images"][best.cpu()]
+        return images[best.cpu()]
 
     def _test_images(self, count: int, seed: int) -> dict[str, Any]:
         from toolkit_plugins.shapes import ShapesDataset

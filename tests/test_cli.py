@@ -110,6 +110,20 @@ def test_every_shipped_model_generates_offline_and_replays(registry, tmp_path, m
     assert "identical to the original: yes" in replayed.stderr
 
 
+@pytest.mark.parametrize("model", ["ldm-shapes", "ldm-shapes-minilm", None])
+def test_shipped_text_models_generate_offline_and_replay(registry, tmp_path, model):
+    """None: the README's main command, on the default model (ldm-shapes)."""
+    chosen = ["--model", model] if model else []
+    result = invoke("generate", *chosen, "--prompt", "a large green triangle in the center", "-n", "2", "--seed", "0",
+                    "--steps", "4", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert f"chain: {model or 'ldm-shapes'} (ldm, dpmpp-2m)" in result.stderr
+    path = Path(result.stdout.split()[-1])
+    assert Image.open(path).size == (64, 64)
+    replayed = invoke("generate", "--replay", str(path), "--out", str(tmp_path / "again"))
+    assert "identical to the original: yes" in replayed.stderr
+
+
 def test_post_runs_a_chain_on_existing_files(tiny_model, tmp_path):
     made = invoke("generate", "--model", "tinym", "--class", "1", "--seed", "2", "--out", str(tmp_path))
     png = Path(made.stdout.split()[0])

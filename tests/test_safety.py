@@ -28,6 +28,7 @@ from toolkit.plugins import plugins_with_extra, set_registry
 from toolkit.recipe import read_recipe
 from toolkit.registry import Registry
 from toolkit.request import GenerationRequest
+import toolkit_plugins.safety as safety_plugin
 from toolkit_plugins.safety import Safety, SafetyOptions
 from toolkit_plugins.safety.actions import gaussian_blur, placeholder
 from toolkit_plugins.safety.encoder import SentenceEncoder
@@ -266,6 +267,20 @@ def test_default_policy_on_a_shipped_model_passes_and_records_skips(registry):
     assert record["policy"] == "default" and record["withheld"] == [] and record["blurred"] == []
     assert record["skipped"]["clip"] == "model 'vae-shapes' has no CLIP model (clip_image_text_similarity)"
     assert "nudenet" in record["skipped"] or all("explicit-nudity" in v["scores"] for v in record["images"])
+
+
+def test_default_policy_runs_the_clip_classifier_on_a_model_with_clip(registry):
+    """ldm-shapes carries our CLIP: the image check scores with it (not skipped) and lets a
+    benign prompt through; ldm-shapes-minilm has no image tower and says so."""
+    result = generate(model="ldm-shapes", prompt="a small red circle in the top left", seed=0, n=2, steps=4,
+                      post=[{"name": "safety"}])
+    record = result.post_records[0]["record"]
+    assert "clip" not in record["skipped"] and record["withheld"] == [] and record["blurred"] == []
+    policy = yaml.safe_load((Path(safety_plugin.__file__).parent / "default.yaml").read_text(encoding="utf-8"))
+    clip_checked = {name for name, c in policy["categories"].items() if any(r["classifier"] == "clip" for r in c.get("image", []))}
+    assert clip_checked and all(v["action"] == "pass" and clip_checked <= set(v["scores"]) for v in record["images"])
+    other = generate(model="ldm-shapes-minilm", prompt="a small red circle", seed=0, n=1, steps=4, post=[{"name": "safety"}])
+    assert other.post_records[0]["record"]["skipped"]["clip"].endswith("has no CLIP model (clip_image_text_similarity)")
 
 
 class StandInClip:

@@ -430,3 +430,50 @@ def test_denoiser_folder_round_trip_and_tamper_check(stages, home, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(ModelError, match="does not match the sha256"):
         LDMGenerator.from_pretrained(tampered)
+
+
+def test_prompt_eval_scores_groups_negatives_and_clip(stages, home, tmp_path):
+    from toolkit.errors import EvaluationError
+    from toolkit.prompt_eval import evaluate_prompts, read_prompt_file
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps(e) for e in [
+        {"prompt": "a small red circle in the top left", "group": "single"},
+        {"prompt": "a crimson disk up left", "caption": "a small red circle in the top left", "group": "paraphrase"},
+        {"prompt": "a large shape in the center", "negative_prompt": "red", "absent": {"colour": "red"}, "group": "negative"},
+    ]) + "\n# a comment line\n")
+    report = evaluate_prompts(str(stages.denoiser), prompts, images_per_prompt=2, steps=2)
+    assert list(report["groups"]) == ["single", "paraphrase", "negative"]
+    single = report["groups"]["single"]
+    assert single["prompts"] == 1 and single["images"] == 2
+    assert all(0 <= single[k] <= 1 for k in ("shape", "colour", "size", "position", "count", "all_correct"))
+    assert 0 <= single["clip_score"] <= 100 and report["clip_score_note"].startswith("CLIP score with our")
+    assert report["rows"][1]["caption"] == "a small red circle in the top left"  # checked against its meaning
+    negative = report["groups"]["negative"]
+    assert 0 <= negative["present_without_negative"] <= 1 and 0 <= negative["present_with_negative"] <= 1
+    again = evaluate_prompts(str(stages.denoiser), prompts, images_per_prompt=2, steps=2)
+    assert again["rows"] == report["rows"], "seeded: the same figures every run"
+
+    for text, message in [('{"prompt": "a"}\nnot json\n', r"p2.jsonl:2 is not a JSON object"),
+                          ('{"caption": "a red circle"}\n', r'p2.jsonl:1 needs "prompt"'), ("\n", "holds no prompts")]:
+        (tmp_path / "p2.jsonl").write_text(text)
+        with pytest.raises(EvaluationError, match=message):
+            read_prompt_file(tmp_path / "p2.jsonl")
+    with pytest.raises(EvaluationError, match="prompt file not found"):
+        read_prompt_file(tmp_path / "missing.jsonl")
+    with pytest.raises(EvaluationError, match="does not take prompts"):
+        evaluate_prompts(str(stages.ae), prompts)
+
+
+def test_eval_command_on_a_text_model(stages, home, tmp_path):
+    prompts = tmp_path / "one.jsonl"
+    prompts.write_text(json.dumps({"prompt": "a small red circle in the top left", "group": "single object"}) + "\n")
+    out = tmp_path / "report.json"
+    result = invoke("eval", "--model", str(stages.denoiser), "--prompts", str(prompts), "--steps", "2",
+                    "--images-per-prompt", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "single object" in result.stdout and "all right" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["groups"]["single object"]["images"] == 1 and report["steps"] == 2
+    missing = invoke("eval", "--model", str(stages.denoiser), "--prompts", str(tmp_path / "nope.jsonl"))
+    assert missing.exit_code == 1 and "prompt file not found" in missing.output

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .components import Dataset
+from .errors import ToolkitError
 from .train_config import DataConfig
 
 
@@ -97,3 +98,14 @@ def make_dataloader(dataset: Dataset, config: DataConfig, seed: int) -> tuple[Da
         generator=torch.Generator().manual_seed(seed),
     )
     return loader, sampler
+
+
+def evaluation_split(dataset: Dataset) -> Dataset:
+    """The test split of the training data's dataset (default options: full captions), or
+    the training data itself when the dataset has no test split."""
+    if "test" not in type(dataset).splits:
+        return dataset
+    try:
+        return type(dataset)("test", size=dataset.size, seed=dataset.seed)
+    except (TypeError, ToolkitError):  # a dataset that needs options (a folder path): use what we have
+        return dataset

@@ -66,7 +66,7 @@ def _clip_scorer(info: Any, generator: Any, registry: Registry) -> Any | None:
     else the shipped ldm-shapes (so models with another text encoder get the same yardstick)."""
     from . import pipeline
 
-    if hasattr(generator, "clip_image_text_similarity") and hasattr(getattr(generator, "text", None), "image_text_similarity"):
+    if callable(getattr(generator, "clip_image_text_similarity", None)) and getattr(generator, "has_clip", True):
         return generator
     try:
         reference = find_model("ldm-shapes", registry)

@@ -30,7 +30,8 @@ class ClipSimilarity(SafetyClassifier):
     METHOD = "clip_image_text_similarity"
 
     def skip_reason(self, ctx: PostContext) -> str | None:
-        if not callable(getattr(ctx.generator, self.METHOD, None)):
+        # has_clip: a generator family whose models may or may not carry a CLIP (ldm over MiniLM has none).
+        if not callable(getattr(ctx.generator, self.METHOD, None)) or not getattr(ctx.generator, "has_clip", True):
             return f"model '{ctx.model_name}' has no CLIP model ({self.METHOD})"
         return None
 
