@@ -472,7 +472,7 @@ def test_eval_command_on_a_text_model(stages, home, tmp_path):
     result = invoke("eval", "--model", str(stages.denoiser), "--prompts", str(prompts), "--steps", "2",
                     "--images-per-prompt", "1", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert "single object" in result.stdout and "all right" in result.stdout
+    assert "on one.jsonl: 1 images per prompt, dpmpp-2m 2 steps" in result.stdout and str(out) in result.stdout
     report = json.loads(out.read_text())
     assert report["groups"]["single object"]["images"] == 1 and report["steps"] == 2
     missing = invoke("eval", "--model", str(stages.denoiser), "--prompts", str(tmp_path / "nope.jsonl"))
