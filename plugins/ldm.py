@@ -260,6 +260,18 @@ class LDMGenerator(Generator, Trainable):
         ``clip`` classifier and the CLIP score need."""
         return self.text is not None and hasattr(self.text, "image_text_similarity")
 
+    @property
+    def clip_trained_on(self) -> str | None:
+        """The dataset our CLIP was trained on (its config.json says), or None for a CLIP from
+        elsewhere. A CLIP that only ever saw shapes captions cannot judge other concepts."""
+        spec = self.config.text_encoder
+        if self.folder is None or "path" not in spec:
+            return None
+        config = Path(self.folder) / spec["path"] / "config.json"
+        if not config.is_file():
+            return None
+        return (json.loads(config.read_text()).get("dataset") or {}).get("name")
+
     @torch.no_grad()
     def clip_image_text_similarity(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """For the safety filter and CLIP score: images ``(B, 3, H, W)`` in [-1, 1] against

@@ -28,7 +28,6 @@ from toolkit.plugins import plugins_with_extra, set_registry
 from toolkit.recipe import read_recipe
 from toolkit.registry import Registry
 from toolkit.request import GenerationRequest
-import toolkit_plugins.safety as safety_plugin
 from toolkit_plugins.safety import Safety, SafetyOptions
 from toolkit_plugins.safety.actions import gaussian_blur, placeholder
 from toolkit_plugins.safety.encoder import SentenceEncoder
@@ -269,16 +268,14 @@ def test_default_policy_on_a_shipped_model_passes_and_records_skips(registry):
     assert "nudenet" in record["skipped"] or all("explicit-nudity" in v["scores"] for v in record["images"])
 
 
-def test_default_policy_runs_the_clip_classifier_on_a_model_with_clip(registry):
-    """ldm-shapes carries our CLIP: the image check scores with it (not skipped) and lets a
-    benign prompt through; ldm-shapes-minilm has no image tower and says so."""
+def test_default_policy_skips_a_clip_trained_only_on_shapes(registry):
+    """ldm-shapes carries a CLIP, but one trained on shapes captions only: its similarity to
+    the policy's concepts means nothing (it withheld benign shapes before this check), so
+    the classifier is skipped with that reason, and ldm-shapes-minilm has no CLIP at all."""
     result = generate(model="ldm-shapes", prompt="a small red circle in the top left", seed=0, n=2, steps=4,
                       post=[{"name": "safety"}])
     record = result.post_records[0]["record"]
-    assert "clip" not in record["skipped"] and record["withheld"] == [] and record["blurred"] == []
-    policy = yaml.safe_load((Path(safety_plugin.__file__).parent / "default.yaml").read_text(encoding="utf-8"))
-    clip_checked = {name for name, c in policy["categories"].items() if any(r["classifier"] == "clip" for r in c.get("image", []))}
-    assert clip_checked and all(v["action"] == "pass" and clip_checked <= set(v["scores"]) for v in record["images"])
+    assert record["withheld"] == [] and "trained only on the 'shapes' dataset" in record["skipped"]["clip"]
     other = generate(model="ldm-shapes-minilm", prompt="a small red circle", seed=0, n=1, steps=4, post=[{"name": "safety"}])
     assert other.post_records[0]["record"]["skipped"]["clip"].endswith("has no CLIP model (clip_image_text_similarity)")
 

@@ -122,7 +122,8 @@ def find_model(name: str | None, registry: Registry) -> ModelInfo:
         defaults = [m for m in list_models(registry) if m.config.get("default")]
         if not defaults:
             raise UnknownNameError("no default model is installed; pass --model NAME (see `toolkit models`)")
-        return defaults[0]
+        # A default the user installed wins over the one a plugin ships (ldm-shapes).
+        return sorted(defaults, key=lambda m: m.source != "user")[0]
     candidates = _candidates(registry)
     if name in candidates:
         info = candidates[name]

@@ -33,6 +33,11 @@ class ClipSimilarity(SafetyClassifier):
         # has_clip: a generator family whose models may or may not carry a CLIP (ldm over MiniLM has none).
         if not callable(getattr(ctx.generator, self.METHOD, None)) or not getattr(ctx.generator, "has_clip", True):
             return f"model '{ctx.model_name}' has no CLIP model ({self.METHOD})"
+        domain = getattr(ctx.generator, "clip_trained_on", None)
+        if domain is not None:
+            # Measured: our shapes CLIP scored benign shapes above 0.30 for every policy concept.
+            return (f"model '{ctx.model_name}' has a CLIP trained only on the '{domain}' dataset: its similarity "
+                    "to the policy's concepts means nothing")
         return None
 
     def score(self, images: torch.Tensor, concepts: list[str], ctx: PostContext) -> torch.Tensor:
