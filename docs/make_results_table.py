@@ -57,18 +57,14 @@ def prompt_tables() -> None:
         return
     print("\n| model | prompts | images | shape | colour | size | position | count | binding | all right | CLIP score | seconds |")
     print("|" + " --- |" * 12)
-    for (model, kind), r in reports.items():
-        if kind != "heldout":
-            continue
+    for model, r in of_kind(reports, "heldout"):
         for group, g in r["groups"].items():
             cells = [percent(g.get(c)) for c in CHECKS]
             print(f"| `{model}` | {group} ({g['prompts']}) | {g['images']} | " + " | ".join(cells)
                   + f" | {number(g.get('clip_score'))} | {r['seconds']:.0f} |")
     print("\n| model | wording | prompts | shape | colour | size | position | all right | gap to canonical |")
     print("|" + " --- |" * 9)
-    for (model, kind), r in reports.items():
-        if kind != "paraphrases":
-            continue
+    for model, r in of_kind(reports, "paraphrases"):
         canonical = r["groups"].get("canonical", {})
         for group, g in r["groups"].items():
             gap = "-" if group == "canonical" else f"{100 * (g['all_correct'] - canonical.get('all_correct', 0)):+.1f} points"
@@ -76,12 +72,15 @@ def prompt_tables() -> None:
                   + f" | {percent(g.get('all_correct'))} | {gap} |")
     print("\n| model | negative prompt names a | prompts | images showing it, without the negative prompt | with it |")
     print("|" + " --- |" * 5)
-    for (model, kind), r in reports.items():
-        if kind != "negative":
-            continue
+    for model, r in of_kind(reports, "negative"):
         for group, g in r["groups"].items():
             print(f"| `{model}` | {group.removeprefix('negative ')} | {g['prompts']} | {percent(g.get('present_without_negative'))} "
                   f"| {percent(g.get('present_with_negative'))} |")
+
+
+def of_kind(reports: dict, kind: str) -> list[tuple[str, dict]]:
+    """(model, report) for every report of one prompt file, in TEXT_MODELS order."""
+    return [(model, r) for (model, k), r in reports.items() if k == kind]
 
 
 def main() -> None:

@@ -153,8 +153,9 @@ class DiffusersGenerator(Generator):
 
     def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
         pipe, n = self.pipe, args.n
-        text = cond.text if cond.text is not None else self._empty(n)
-        uncond = cond.negative_text if cond.negative_text is not None else self._empty(n)
+        empty = self._empty(n) if cond.text is None or cond.negative_text is None else None
+        text = cond.text if cond.text is not None else empty
+        uncond = cond.negative_text if cond.negative_text is not None else empty
         scale = args.guidance_scale if args.guidance_scale is not None else self.default_guidance_scale
         device = pipe.device
         tokens = torch.cat([text.tokens, uncond.tokens]).to(device)

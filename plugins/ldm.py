@@ -221,12 +221,15 @@ class LDMGenerator(Generator, Trainable):
             return unet(x_t, t, encoder_hidden_states=emb.tokens, encoder_attention_mask=emb.attention_mask,
                         class_labels=classes).sample
 
-        def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if uncond is None or guidance_scale == 1.0:
-                return call(x_t, t, text, labels)
+        guided = uncond is not None and guidance_scale != 1.0
+        if guided:  # prompt and guidance target in one batch, joined once rather than at every step
             both = TextEmbedding(torch.cat([text.tokens, uncond.tokens]), torch.cat([text.pooled, uncond.pooled]),
                                  None if text.attention_mask is None else torch.cat([text.attention_mask, uncond.attention_mask]))
             classes = None if labels is None else torch.cat([labels, null])
+
+        def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if not guided:
+                return call(x_t, t, text, labels)
             cond, free = call(torch.cat([x_t, x_t]), torch.cat([t, t]), both, classes).chunk(2)
             return free + guidance_scale * (cond - free)
 
