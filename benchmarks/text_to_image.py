@@ -59,6 +59,7 @@ def ours(model, sampler, text, uncond, n: int, steps: int, scale: float, seed: i
 
 
 def theirs(pipe, text, uncond, n: int, steps: int, scale: float, seed: int, size: int) -> torch.Tensor:
+    """text, uncond: embeddings after the model's text adapter, if it has one (ours adapts inside)."""
     return pipe(prompt_embeds=text.tokens, negative_prompt_embeds=uncond.tokens, num_inference_steps=steps,
                 guidance_scale=scale, height=size, width=size, generator=torch.Generator().manual_seed(seed),
                 output_type="pt").images
@@ -83,10 +84,12 @@ def against_diffusers(model, repeats: int) -> list[dict]:
         text, uncond = model.text.encode(prompt, n=n, height=64, width=64), model.text.encode("", n=n, height=64, width=64)
         # diffusers' pipeline does not pass an attention mask; run ours without one too, so both do the same work.
         text.attention_mask = uncond.attention_mask = None
+        with torch.no_grad():
+            adapted = [model.adapt(e, model.text_adapter) for e in (text, uncond)]
         a, b = [], []
         for r in range(repeats + 1):  # the first round warms both up and is dropped
             first, second = ((a, lambda: ours(model, sampler, text, uncond, n, 20, scale, r)),
-                             (b, lambda: theirs(pipe, text, uncond, n, 20, scale, r, model.size)))[:: 1 if r % 2 else -1]
+                             (b, lambda: theirs(pipe, *adapted, n, 20, scale, r, model.size)))[:: 1 if r % 2 else -1]
             for store, fn in (first, second):
                 store.append(timed(fn))
         a, b = statistics.median(a[1:]), statistics.median(b[1:])

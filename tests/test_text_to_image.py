@@ -432,6 +432,56 @@ def test_denoiser_folder_round_trip_and_tamper_check(stages, home, tmp_path):
         LDMGenerator.from_pretrained(tampered)
 
 
+def test_text_adapter_starts_as_identity_trains_and_round_trips(stages, home, tmp_path):
+    """A denoiser with a text adapter, started from one without (init_from): before training
+    it draws exactly what the original draws (the adapter's output starts at zero); after
+    training the adapter has moved, is saved in text_adapter/ and loads back to the same pixels."""
+    from toolkit_plugins.ldm import TextAdapter
+
+    base = {**TINY_DENOISER, "autoencoder": str(stages.ae), "text_encoder": {"path": str(stages.clip)}}
+    adapted = {**base, "text_adapter_layers": 1, "init_from": str(stages.denoiser)}
+    config = validate_train_config(train_config(tmp_path, "adapted", adapted))
+    untrained = Trainer(config).model
+    assert isinstance(untrained.text_adapter, TextAdapter)
+    original = LDMGenerator.from_pretrained(stages.denoiser)
+    untrained.unet.eval()
+    cond = Conditioning(text=original.text.embed(["a red circle on the left and a blue star at the bottom"]))
+
+    def draw(model: LDMGenerator) -> torch.Tensor:
+        args = GenerateArgs(n=1, height=32, width=32, generator=torch.Generator().manual_seed(3), steps=2,
+                            sampler=get_registry().get("samplers", "ddim"))
+        return model.generate(cond, args)
+
+    assert torch.allclose(draw(untrained), draw(original), atol=1e-4)  # fp16 weights in the folder, fp32 here
+
+    folder = train(tmp_path, "adapted", adapted, steps=3)
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["text_adapter_layers"] == 1 and saved["init_from"] is None
+    assert "text_adapter/model.safetensors" in saved["weights_sha256"]
+    trained = LDMGenerator.from_pretrained(folder)
+    assert trained.text_adapter.out.weight.abs().sum() > 0  # it learned something
+    tokens = trained.text.embed(["a red circle"])
+    moved = trained.adapt(tokens, trained.text_adapter)
+    assert moved.tokens.shape == tokens.tokens.shape and not torch.allclose(moved.tokens, tokens.tokens)
+    first = pixels(generate(model=str(folder), prompt="a red circle", n=1, seed=2, steps=2))
+    trained.save_pretrained(tmp_path / "again")
+    assert np.array_equal(first, pixels(generate(model=str(tmp_path / "again"), prompt="a red circle", n=1, seed=2, steps=2)))
+
+
+def test_init_from_refuses_what_does_not_fit(stages, tmp_path):
+    base = {**TINY_DENOISER, "autoencoder": str(stages.ae), "text_encoder": {"path": str(stages.clip)}}
+
+    def trainer(model: dict) -> Trainer:
+        return Trainer(validate_train_config(train_config(tmp_path, "bad", model)))
+
+    with pytest.raises(ConfigError, match="is not an ldm denoiser model folder"):
+        trainer({**base, "init_from": str(stages.ae)})
+    with pytest.raises(ConfigError, match="networks of another shape"):
+        trainer({**base, "unet_channels": [16, 16], "init_from": str(stages.denoiser)})
+    with pytest.raises(ConfigError, match="does not split into attention_heads=3"):
+        trainer({**base, "text_adapter_layers": 1, "attention_heads": 3})
+
+
 def test_prompt_eval_scores_groups_negatives_and_clip(stages, home, tmp_path):
     from toolkit.errors import EvaluationError
     from toolkit.prompt_eval import evaluate_prompts, read_prompt_file
