@@ -4,9 +4,10 @@
         toolkit eval --model $m --out docs/results/$m.json
     done
     for m in ldm-shapes ldm-shapes-minilm; do
-        for p in heldout paraphrases negative; do
+        for p in heldout paraphrases; do
             toolkit eval --model $m --prompts configs/prompts/shapes-$p.jsonl --images-per-prompt 1 --out docs/results/$m-$p.json
         done
+        toolkit eval --model $m --prompts configs/prompts/shapes-negative.jsonl --images-per-prompt 5 --out docs/results/$m-negative.json
     done
     python docs/make_results_table.py
 """
