@@ -46,7 +46,7 @@ from toolkit import hookimpl
 from toolkit.components import (Conditioning, Dataset, GenerateArgs, Generator, Phase, TextConditioner,
                                 TextEmbedding, Trainable, TrainContext)
 from toolkit.diffusion import VPDenoiser, beta_schedule
-from toolkit.data import evaluation_split
+from toolkit.data import evaluation_samples, evaluation_split
 from toolkit.errors import ConfigError, ModelError
 from toolkit.store import load_weights, read_config, save_model_folder, verify_weights
 
@@ -438,8 +438,7 @@ class LDMGenerator(Generator, Trainable):
         """The first samples of the training data's test split, for previews."""
         if self._fixed is None or len(self._fixed["captions"]) < n:
             assert self.dataset is not None, "previews are made while training"
-            data = evaluation_split(self.dataset)
-            samples = [data[i] for i in range(max(n, 16))]
+            samples = evaluation_samples(self.dataset, max(n, 16))
             self._fixed = {"images": torch.stack([s["image"] for s in samples]), "captions": [s.get("caption", "") for s in samples],
                            "labels": torch.tensor([s.get("class_label", 0) for s in samples])}
         return self._fixed

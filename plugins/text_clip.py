@@ -36,7 +36,7 @@ from torch import nn
 
 from toolkit import hookimpl
 from toolkit.components import Dataset, Phase, TextConditioner, TextEmbedding, Trainable, TrainContext
-from toolkit.data import evaluation_split
+from toolkit.data import evaluation_samples
 from toolkit.errors import ModelError
 from toolkit.store import save_model_folder
 
@@ -219,8 +219,7 @@ class TextClipConditioner(TextConditioner, Trainable):
         """For the captions of the first n test images, the image a pool of the first 256
         ranks first: ``(n, 3, H, W)`` in [-1, 1]. A good CLIP finds each caption's own image."""
         assert self.dataset is not None, "previews are made while training"
-        data = evaluation_split(self.dataset)
-        samples = [data[i] for i in range(min(256, len(data)))]
+        samples = evaluation_samples(self.dataset, 256)
         images, captions = torch.stack([s["image"] for s in samples]), [s["caption"] for s in samples[:n]]
         self.model.eval()
         try:

@@ -131,6 +131,14 @@ class Generator(ABC):
         """
 
 
+def offers_clip(generator: Any) -> bool:
+    """Whether a generator scores images against texts with a CLIP of its own: it has
+    ``clip_image_text_similarity(images (B, 3, H, W) in [-1, 1], texts) -> (B, T)``, and,
+    for a family whose models may or may not carry a CLIP (ldm over MiniLM has none), its
+    ``has_clip`` is true. The safety filter's clip classifier and the CLIP score use it."""
+    return callable(getattr(generator, "clip_image_text_similarity", None)) and bool(getattr(generator, "has_clip", True))
+
+
 # ---------------------------------------------------------------------------------------
 # Conditioners
 # ---------------------------------------------------------------------------------------

@@ -109,3 +109,10 @@ def evaluation_split(dataset: Dataset) -> Dataset:
         return type(dataset)("test", size=dataset.size, seed=dataset.seed)
     except (TypeError, ToolkitError):  # a dataset that needs options (a folder path): use what we have
         return dataset
+
+
+def evaluation_samples(dataset: Dataset, n: int) -> list[dict]:
+    """The first ``n`` samples (fewer if there are fewer) of ``evaluation_split(dataset)``:
+    the fixed inputs of training previews."""
+    data = evaluation_split(dataset)
+    return [data[i] for i in range(min(n, len(data)))]

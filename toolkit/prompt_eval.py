@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .components import offers_clip
 from .errors import EvaluationError, ToolkitError
 from .evaluation import model_data
 from .images import pil_to_tensor
@@ -66,7 +67,7 @@ def _clip_scorer(info: Any, generator: Any, registry: Registry) -> Any | None:
     else the shipped ldm-shapes (so models with another text encoder get the same yardstick)."""
     from . import pipeline
 
-    if callable(getattr(generator, "clip_image_text_similarity", None)) and getattr(generator, "has_clip", True):
+    if offers_clip(generator):
         return generator
     try:
         reference = find_model("ldm-shapes", registry)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from toolkit.components import PostContext, SafetyClassifier
+from toolkit.components import PostContext, SafetyClassifier, offers_clip
 from toolkit.errors import ToolkitError
 
 
@@ -30,8 +30,7 @@ class ClipSimilarity(SafetyClassifier):
     METHOD = "clip_image_text_similarity"
 
     def skip_reason(self, ctx: PostContext) -> str | None:
-        # has_clip: a generator family whose models may or may not carry a CLIP (ldm over MiniLM has none).
-        if not callable(getattr(ctx.generator, self.METHOD, None)) or not getattr(ctx.generator, "has_clip", True):
+        if not offers_clip(ctx.generator):
             return f"model '{ctx.model_name}' has no CLIP model ({self.METHOD})"
         domain = getattr(ctx.generator, "clip_trained_on", None)
         if domain is not None:
