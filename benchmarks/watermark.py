@@ -56,6 +56,7 @@ from collections import defaultdict
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
+from toolkit_plugins import watermark
 from toolkit_plugins.watermark import KEY, mark, payload
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "immunohistochemistry", "coins", "moon",
@@ -171,7 +172,7 @@ class Ours:
     def embed(self, a: np.ndarray, rng: np.random.Generator):
         data = payload.number(int(rng.integers(0, 2**36)))
         coded = payload.encode(data, self.layout.whitening)
-        marked = mark.embed(a.astype(np.float64), coded, self.layout, psnr=self.target_psnr).image.astype(np.uint8)
+        marked = watermark.embed(a.astype(np.float64), data, psnr=self.target_psnr).image.astype(np.uint8)
         return marked, (data, coded)
 
     def read(self, a: np.ndarray, secret) -> tuple[bool, bool, float]:

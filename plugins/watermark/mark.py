@@ -40,6 +40,21 @@ blur, half-size-and-back, brightness +-10 %, and 10 % crops at the corners and c
 its own output, measures each bit's margin as the detector would see it, and plans again
 with those margins as constraints; bits that no budget can save are left to the
 Reed-Solomon code. Only luma changes (the same amount is added to R, G and B).
+
+The lattice mode, for small busy images
+---------------------------------------
+Informed spread spectrum pays to cancel a host that disagrees, and a photo squeezed into
+64x64 is mostly edges: cancelling them costs several times the budget. The lattice mode
+(dither modulation, Chen & Wornell 2001) reads the same soft values differently: a bit's
+*normalised* soft value ``u = s / sqrt(sum of its slots' squared weights)`` is quantised
+to the lattice ``LATTICE_STEP * (k + bit / 2 + dither)``, with a key-drawn dither per bit.
+Moving ``u`` to the nearest point of the right lattice costs at most a quarter step
+squared per bit, whatever the host, so a busy image carries the mark as cheaply as a flat
+one. It survives JPEG (noise far below a quarter step) and brightness (the weights cancel
+a gain), but not blur or rescaling, which move ``u`` by a share of the host. So the
+embedder writes it only for images under ``LATTICE_MAX_SIDE`` where it survives more of
+the rehearsed attacks than spread spectrum does (``__init__.py`` decides), and the
+detector reads every alignment both ways.
 """
 
 from __future__ import annotations
@@ -64,7 +79,9 @@ N_PILOTS = 32  # known bits that find the tile's alignment
 MIN_SIDE = 64  # smaller images cannot hold the payload robustly
 ACTIVITY_FLOOR = 0.25  # lambda = 1 / (activity + this * mean activity): how far flat areas outweigh busy ones
 MAX_DETECT_SIDE = 1024  # the detector reads a central window at most this large: it holds 256 tiles
-SEARCH_TOP = 3  # alignments decoded per scale
+SEARCH_TOP = 3  # alignments decoded per scale, per reading (spread and lattice)
+LATTICE_STEP = 48.0  # the lattice mode's step in u (coefficient units): ~39.5 dB at 64x64
+LATTICE_MAX_SIDE = 128  # the embedder considers the lattice mode below this side
 
 # Attacks the embedder rehearses (its own PIL implementations, the usual library for them).
 CROP_FRACTION = 0.1
@@ -92,7 +109,7 @@ class Layout:
 
     Slot ``s`` is coefficient ``slot_coeff[s]`` of block ``(slot_row[s], slot_col[s])`` of
     the tile; every array has shape ``(TILE_BLOCKS**2 * len(MARK_COEFFS),)`` except
-    ``pilots`` ``(N_PILOTS,)`` and ``whitening`` ``(n_payload,)``.
+    ``pilots`` ``(N_PILOTS,)``, ``whitening`` ``(n_payload,)`` and ``dither`` ``(n_bits,)``.
     """
 
     n_bits: int  # payload bits + pilots; the pilots are the last N_PILOTS
@@ -103,6 +120,7 @@ class Layout:
     slot_coeff: np.ndarray
     pilots: np.ndarray  # the pilot bits' values, 0/1
     whitening: np.ndarray  # (n_payload,) 0/1, XORed onto the coded bits
+    dither: np.ndarray  # (n_bits,) in [0, 1): each bit's lattice offset, in steps
 
     @property
     def n_payload(self) -> int:
@@ -126,6 +144,7 @@ def make_layout(n_payload: int, key: str) -> Layout:
         slot_row=row, slot_col=col, slot_coeff=coeff,
         pilots=rng.integers(0, 2, N_PILOTS).astype(np.uint8),
         whitening=rng.integers(0, 2, n_payload).astype(np.uint8),
+        dither=rng.random(n_bits),  # drawn last: layouts made before the lattice mode are unchanged
     )
 
 
@@ -216,6 +235,7 @@ class EmbedResult:
     psnr: float  # against the input rounded to whole numbers
     margin: float  # the common margin reached (detector units; 0 = none)
     given_up: int  # payload bytes left to the error correction (-1: not even the host could be cancelled)
+    mode: str = "spread"  # or "lattice" (see the module doc)
 
 
 def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38.5, rehearse: bool | None = None) -> EmbedResult:
@@ -235,7 +255,7 @@ def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38
     budget = height * width * 255.0**2 / 10 ** (psnr / 10)  # allowed sum of squared error per channel
     grid = _Grid(layout, height, width)
     host = grid.read(base)  # (rows, cols, K) chip * coefficient, unweighted
-    attacks = _rehearsals(height, width) if rehearse else {}
+    attacks = rehearsals(height, width) if rehearse else {}
     host_seen = {name: grid.read_as_detector(attack(base), origin) for name, (attack, origin) in attacks.items()}
 
     out, constraints, scale = base, [], 1.0
@@ -261,6 +281,62 @@ def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38
             constraints.append((np.clip(gain, 0.02 * n, 1.5 * n), h_attacked))
     mse = ((out - base) ** 2).mean()
     return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), margin, given_up)
+
+
+def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38.5,
+                  rounds: int = 4) -> EmbedResult:
+    """Hide ``bits`` with the lattice mode (see the module doc); same arguments as ``embed``.
+
+    Each round reads the normalised soft values as the detector would and moves each to the
+    nearest point of its bit's lattice; later rounds correct what rounding, clipping and the
+    mark's own effect on the image-wide scales moved. When that costs more than the PSNR
+    allows, the dearest payload bytes are left where they are, for the error correction.
+    """
+    base = np.clip(np.round(np.asarray(rgb, np.float64)), 0, 255)
+    height, width = base.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} to carry the mark")
+    wanted = np.concatenate([bits, layout.pilots]).astype(np.float64)  # (n_bits,) 0/1
+    budget = height * width * 255.0**2 / 10 ** (psnr / 10)
+    grid = _Grid(layout, height, width)
+    out, delta, keep, given_up = base, np.zeros((height, width)), np.ones(layout.n_bits, bool), 0
+    for round_ in range(rounds):
+        values, weights = grid.read_as_detector(out, (0, 0))
+        norm = np.sqrt(np.maximum(grid.per_bit(weights**2), 1e-12))
+        u = grid.per_bit(values) / norm
+        move = lattice_point(u, wanted, layout.dither) - u  # (n_bits,)
+        if round_ == 0:  # the plan: which bytes the budget can carry
+            cost = move**2  # pushing a/norm along the slots' weights moves u by a at this cost
+            n_bytes = layout.n_payload // 8
+            for _ in range(4):
+                if cost[keep].sum() <= 0.9 * budget:
+                    break
+                byte = int(np.argmax(np.where(keep[: 8 * n_bytes].reshape(n_bytes, 8).all(1),
+                                              cost[: 8 * n_bytes].reshape(n_bytes, 8).sum(1), -1)))
+                keep[8 * byte: 8 * byte + 8] = False
+                given_up += 1
+        move = np.where(keep, move, 0.0)
+        delta = delta + grid.to_pixels((move / norm)[grid.bit] * grid.chip * weights)
+        out = np.clip(np.round(base + delta[..., None]), 0, 255)
+    used = ((out - base) ** 2).sum() / 3
+    if used > budget:  # the PSNR is a promise: shrink (the error correction copes with what breaks)
+        delta *= np.sqrt(budget / used) * 0.995
+        out = np.clip(np.round(base + delta[..., None]), 0, 255)
+    mse = ((out - base) ** 2).mean()
+    return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), LATTICE_STEP / 4, given_up, "lattice")
+
+
+def lattice_point(u: np.ndarray, bits: np.ndarray, dither: np.ndarray) -> np.ndarray:
+    """The point of each bit's lattice ``LATTICE_STEP * (k + bit / 2 + dither)`` nearest to
+    ``u``; all arrays ``(n,)``."""
+    offset = bits / 2 + dither
+    return LATTICE_STEP * (np.round(u / LATTICE_STEP - offset) + offset)
+
+
+def lattice_soft(u: np.ndarray, dither: np.ndarray) -> np.ndarray:
+    """Normalised soft values ``(..., n)`` -> soft bits in [-1, 1]: +1 on the lattice of 1,
+    -1 on that of 0, 0 half way (so the magnitude is the confidence, as for spread spectrum)."""
+    return -np.cos(2 * np.pi * (u / LATTICE_STEP - dither))
 
 
 class _Grid:
@@ -397,7 +473,7 @@ def _top_up(base, out, delta, grid: _Grid, sign, target, budget, steps: int = 3)
     return out, delta
 
 
-def _rehearsals(height: int, width: int) -> dict:
+def rehearsals(height: int, width: int) -> dict:
     """name -> (attack on a (H, W, 3) float image, (row, col) of its origin in the original)."""
     small = min(height, width) < 256
     attacks = {
@@ -434,10 +510,11 @@ def _half_and_back(im: Image.Image) -> Image.Image:
 def candidates(rgb: np.ndarray, layout: Layout) -> list[np.ndarray]:
     """Soft payload values at the most likely alignments, best first.
 
-    rgb: ``(H, W, 3)``, any size. Returns up to ``2 * SEARCH_TOP`` arrays of shape
-    ``(layout.n_payload,)``: ``SEARCH_TOP`` alignments of the image as it is, then as many of
-    the image rescaled by the tile period its autocorrelation shows, when that differs from
-    64 pixels (a crop resized back, a resize). Positive means 1.
+    rgb: ``(H, W, 3)``, any size. Returns up to ``4 * SEARCH_TOP`` arrays of shape
+    ``(layout.n_payload,)``: ``SEARCH_TOP`` alignments of the image as it is read as spread
+    spectrum and as many read as the lattice mode, then the same for the image rescaled by
+    the tile period its autocorrelation shows, when that differs from 64 pixels (a crop
+    resized back, a resize). Positive means 1.
     """
     rgb = _central(np.asarray(rgb)[..., :3], MAX_DETECT_SIDE)
     if min(rgb.shape[:2]) < 2 * BLOCK:
@@ -472,33 +549,62 @@ def _gather(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 
 def _search(rgb: np.ndarray, layout: Layout) -> tuple[list[np.ndarray], float | None]:
-    """The soft values at the SEARCH_TOP best alignments, and the tile period seen."""
+    """The soft payload values at the SEARCH_TOP best alignments read as spread spectrum,
+    then at the SEARCH_TOP best read as the lattice mode; and the tile period seen."""
     y = luma(rgb)
     coeffs, activity = window_coeffs(y, MARK_COEFFS), window_coeffs(y, ACTIVITY_COEFFS)
     s = scales(y, coeffs, activity)
-    coeffs *= weights_from(_neighbourhood_mean(_energy(activity, s.activity), BLOCK), s)
+    weights = weights_from(_neighbourhood_mean(_energy(activity, s.activity), BLOCK), s)
+    coeffs *= weights
     period = _tile_period(coeffs)
-    k, h, w = coeffs.shape
-    # Fold modulo the tile: every alignment's blocks land on their slot's position.
-    folded = np.zeros((k, -(-h // TILE) * TILE, -(-w // TILE) * TILE), np.float32)
-    folded[:, :h, :w] = coeffs
-    folded = folded.reshape(k, folded.shape[1] // TILE, TILE, folded.shape[2] // TILE, TILE).sum((1, 3))
     order, starts, rows, cols = _gather(layout)
-    values = folded[layout.slot_coeff[order][None, :], rows, cols] * layout.slot_chip[order].astype(np.float32)
-    soft = np.add.reduceat(values, starts, axis=1)  # (TILE*TILE, n_bits)
-    # Pilots vote for the alignment: the count of agreeing pilots, ties broken by their summed
-    # strength (the weights are the same at every alignment, so sums compare; one pixel off,
-    # the right alignment's neighbours often agree with every pilot too, but more weakly).
-    pilots = soft[:, layout.n_payload:] * (layout.pilots * 2.0 - 1)
-    picked: list[tuple[int, int]] = []
-    for a in np.lexsort((pilots.sum(1), (pilots > 0).sum(1)))[::-1]:
+    slot_coeff, chip = layout.slot_coeff[order][None, :], layout.slot_chip[order].astype(np.float32)
+    folded_values, folded_weights = _fold(coeffs), _fold(weights**2)
+
+    def per_bit(folded: np.ndarray, alignments: np.ndarray, first_bit: int = 0, chips: bool = False) -> np.ndarray:
+        """(len(alignments), n_bits - first_bit) sums over each bit's slots."""
+        first = starts[first_bit]
+        values = folded[slot_coeff[:, first:], rows[alignments, first:], cols[alignments, first:]]
+        return np.add.reduceat(values * chip[first:] if chips else values, starts[first_bit:] - first, axis=1)
+
+    every = np.arange(TILE * TILE)
+    p = layout.n_payload
+    expected = layout.pilots * 2.0 - 1
+    soft = per_bit(folded_values, every, chips=True)  # (TILE*TILE, n_bits)
+    spread = _pick(soft[:, p:] * expected)
+    # The lattice mode: normalise by each bit's weights, for the pilots everywhere and the
+    # payload only where the pilots agree (the cost of the search is the gathering).
+    pilots = lattice_soft(soft[:, p:] / np.sqrt(np.maximum(per_bit(folded_weights, every, p), 1e-12)), layout.dither[p:])
+    lattice = np.array(_pick(pilots * expected), int)
+    u = soft[lattice] / np.sqrt(np.maximum(per_bit(folded_weights, lattice), 1e-12))
+    found = [soft[a, :p].astype(np.float64) for a in spread]
+    found += list(lattice_soft(u[:, :p].astype(np.float64), layout.dither[:p]))
+    return found, period
+
+
+def _fold(maps: np.ndarray) -> np.ndarray:
+    """(K, h, w) -> (K, TILE, TILE): the sum of the maps modulo the tile, where every
+    alignment's blocks land on their slot's position."""
+    k, h, w = maps.shape
+    folded = np.zeros((k, -(-h // TILE) * TILE, -(-w // TILE) * TILE), np.float32)
+    folded[:, :h, :w] = maps
+    return folded.reshape(k, folded.shape[1] // TILE, TILE, folded.shape[2] // TILE, TILE).sum((1, 3))
+
+
+def _pick(agreement: np.ndarray) -> list[int]:
+    """(TILE*TILE, N_PILOTS) pilot agreement (positive = right) -> the SEARCH_TOP best
+    alignments: by the count of agreeing pilots, ties broken by their summed strength (the
+    weights are the same at every alignment, so sums compare; one pixel off, the right
+    alignment's neighbours often agree too, but more weakly)."""
+    picked: list[int] = []
+    for a in np.lexsort((agreement.sum(1), (agreement > 0).sum(1)))[::-1]:
         ay, ax = divmod(int(a), TILE)
         # Neighbouring offsets read nearly the same values: take distinct alignments.
-        if all(_circular(ay - py) + _circular(ax - px) > 2 for py, px in picked):
-            picked.append((ay, ax))
+        if all(_circular(ay - py) + _circular(ax - px) > 2 for py, px in map(lambda b: divmod(b, TILE), picked)):
+            picked.append(int(a))
         if len(picked) == SEARCH_TOP:
             break
-    return [soft[ay * TILE + ax, : layout.n_payload].astype(np.float64) for ay, ax in picked], period
+    return picked
 
 
 def _circular(d: int) -> int:

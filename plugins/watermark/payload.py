@@ -19,12 +19,13 @@ of it, or within 3 errors after erasing its 2 least reliable bytes, and only if 
 one of the three above. Anything else is "no watermark".
 
 Why a random image almost never passes: over the random choice of the key, the bits read
-from an unmarked image are uniform (each bit's sign comes from its own random chips), so a
-decoding attempt accepts with probability ``#codewords * (ball volume) / #words``:
+from an unmarked image are uniform (each bit's sign comes from its own random chips, and in
+the lattice mode its coset from its own random dither), so a decoding attempt accepts with probability ``#codewords * (ball volume) / #words``:
 ``V(13, 4) / 256**8 = 1.6e-7`` without erasures and ``V(11, 3) / 256**6 = 9.7e-6`` with 2,
 where ``V(n, e) = sum_{i <= e} C(n, i) 255**i``; the kind check keeps 3/16 of those. The
-detector makes at most 6 attempts per image (3 alignments, twice), so the false-positive
-rate is at most ``6 * (1.6e-7 + 9.7e-6) * 3/16 = 1.1e-5`` (``FALSE_POSITIVE_BOUND``).
+detector makes at most 12 attempts per image (3 alignments read as spread spectrum and 3 as
+the lattice mode, at the found scale and once rescaled), so the false-positive rate is at
+most ``12 * (1.6e-7 + 9.7e-6) * 3/16 = 2.2e-5`` (``FALSE_POSITIVE_BOUND``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ CODE_BYTES = DATA_BYTES + PARITY_BYTES
 CODED_BITS = 8 * CODE_BYTES  # 104
 # (bytes erased, most byte errors then accepted): 2 * errors + erasures <= PARITY_BYTES.
 POLICY = ((0, 4), (2, 3))
-ATTEMPTS_PER_IMAGE = 6  # mark.SEARCH_TOP alignments, at the found scale and once rescaled
+ATTEMPTS_PER_IMAGE = 12  # mark.SEARCH_TOP alignments x 2 readings, at the found scale and once rescaled
 KINDS = {1: "model+time", 2: "text", 3: "number"}
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
