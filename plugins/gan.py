@@ -25,6 +25,10 @@
   discriminator (Karras et al. 2018, https://arxiv.org/abs/1710.10196), so it can tell a
   batch of near-identical fakes from varied real images; and the R1 gradient penalty on real
   images (Mescheder et al. 2018, https://arxiv.org/abs/1801.04406).
+* Optional: class-conditional normalisation in the generator (de Vries et al. 2017,
+  https://arxiv.org/abs/1707.00683; the generator of Miyato & Koyama 2018 and BigGAN):
+  every GroupNorm takes its gain and bias from the class. Joined to the latent alone, the
+  class reached shapes' generator too weakly to change what it draws.
 * Truncation at sampling time (`--truncation`, Brock et al. 2018), from toolkit.latent.
 
 Reads top to bottom: config, the discriminator, the generator (load, save, decode),
@@ -55,6 +59,7 @@ class GANConfig(BaseModel):
 
     latent_dim: int = Field(64, ge=2, description="size of the latent vector z")
     class_dim: int = Field(32, ge=1, description="size of the class embedding joined to z")
+    class_norm: bool = Field(False, description="class-conditional GroupNorm gains and biases in the generator")
     channels: int = Field(32, ge=8, description="width at full resolution; each 2x smaller level doubles it")
     loss: Literal["hinge", "non_saturating"] = "hinge"
     spectral_norm: bool = Field(True, description="spectral normalisation of every discriminator layer")
@@ -140,7 +145,8 @@ class GANGenerator(LatentGenerator, Trainable):
         self.config, self.num_classes, self.size, self.latent_dim = config, num_classes, size, config.latent_dim
         self.default_truncation = config.default_truncation
         self.generator = ConvDecoder(config.latent_dim, size, config.channels, num_classes=num_classes,
-                                     class_dim=config.class_dim, activation=nn.ReLU, model="GAN").eval()
+                                     class_dim=config.class_dim, activation=nn.ReLU, model="GAN",
+                                     class_norm=config.class_norm).eval()
         # Only training needs the discriminator; a loaded model is the generator alone.
         self.discriminator = DiscriminatorNet(config, num_classes, size) if discriminator else None
 

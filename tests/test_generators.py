@@ -18,7 +18,8 @@ from toolkit.store import find_model
 # A tiny configuration for every trainable generator; a new generator must add one here.
 TINY = {
     "ddpm": {"channels": 8, "channel_mults": [1, 2], "attention_levels": [1], "num_train_timesteps": 50, "default_steps": 3},
-    "gan": {"latent_dim": 8, "class_dim": 4, "channels": 8, "discriminator_norm": "group", "minibatch_std": True, "r1_gamma": 1.0, "aux_classifier": 0.5},
+    "gan": {"latent_dim": 8, "class_dim": 4, "channels": 8, "class_norm": True, "discriminator_norm": "group", "minibatch_std": True,
+            "r1_gamma": 1.0, "aux_classifier": 0.5},
     "vae": {"latent_dim": 4, "class_dim": 4, "channels": 8},
     "tiny": {},
     "tiny-diffusion": {},

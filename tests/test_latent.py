@@ -8,7 +8,7 @@ import torch
 
 from toolkit.components import Conditioning, GenerateArgs
 from toolkit.errors import UnsupportedRequestError
-from toolkit.latent import sample_latents, slerp
+from toolkit.latent import ClassGroupNorm, sample_latents, slerp
 from toolkit.pipeline import plan
 from toolkit.request import GenerationRequest
 from toolkit_plugins.gan import GANConfig, GANGenerator, diff_augment
@@ -28,6 +28,17 @@ def test_slerp_ends_at_both_latents_and_keeps_the_norm():
     assert torch.allclose(path[0], z0, atol=1e-5) and torch.allclose(path[-1], z1, atol=1e-5)
     # A straight line would dip to ~0.7 of the norm in the middle; the arc stays near it.
     assert path[2].norm() > 0.95 * min(z0.norm(), z1.norm())
+
+
+def test_class_group_norm_starts_as_group_norm_and_learns_a_gain_per_class():
+    x, labels = torch.randn(4, 16, 5, 5), torch.tensor([0, 1, 2, 1])
+    norm = ClassGroupNorm(8, 16, num_classes=3)
+    assert torch.allclose(norm(x, labels), torch.nn.GroupNorm(8, 16)(x), atol=1e-6)
+    with torch.no_grad():
+        norm.gain.weight[1] = 2.0
+    out = norm(x, labels)
+    assert torch.allclose(out[[1, 3]], 2 * torch.nn.GroupNorm(8, 16)(x)[[1, 3]], atol=1e-5)
+    assert torch.allclose(out[[0, 2]], torch.nn.GroupNorm(8, 16)(x)[[0, 2]], atol=1e-6)
 
 
 @pytest.fixture(params=["gan", "vae"])
