@@ -233,7 +233,7 @@ def weights_from(energy_nearby: np.ndarray, s: Scales) -> np.ndarray:
 class EmbedResult:
     image: np.ndarray  # (H, W, 3) float64, whole numbers in [0, 255]
     psnr: float  # against the input rounded to whole numbers
-    margin: float  # the common margin reached (detector units; 0 = none)
+    margin: float  # spread: the common margin reached (detector units; 0 = none); lattice: the tolerance, a quarter step
     given_up: int  # payload bytes left to the error correction (-1: not even the host could be cancelled)
     mode: str = "spread"  # or "lattice" (see the module doc)
 
@@ -302,11 +302,11 @@ def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: fl
     out, delta, keep, given_up = base, np.zeros((height, width)), np.ones(layout.n_bits, bool), 0
     for round_ in range(rounds):
         values, weights = grid.read_as_detector(out, (0, 0))
-        norm = np.sqrt(np.maximum(grid.per_bit(weights**2), 1e-12))
-        u = grid.per_bit(values) / norm
+        weight_sq = grid.per_bit(weights**2)
+        u = normalised(grid.per_bit(values), weight_sq)
         move = lattice_point(u, wanted, layout.dither) - u  # (n_bits,)
         if round_ == 0:  # the plan: which bytes the budget can carry
-            cost = move**2  # pushing a/norm along the slots' weights moves u by a at this cost
+            cost = move**2  # pushing a / sqrt(weight_sq) along the slots' weights moves u by a at this cost
             n_bytes = layout.n_payload // 8
             for _ in range(4):
                 if cost[keep].sum() <= 0.9 * budget:
@@ -316,7 +316,7 @@ def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: fl
                 keep[8 * byte: 8 * byte + 8] = False
                 given_up += 1
         move = np.where(keep, move, 0.0)
-        delta = delta + grid.to_pixels((move / norm)[grid.bit] * grid.chip * weights)
+        delta = delta + grid.to_pixels(normalised(move, weight_sq)[grid.bit] * grid.chip * weights)
         out = np.clip(np.round(base + delta[..., None]), 0, 255)
     used = ((out - base) ** 2).sum() / 3
     if used > budget:  # the PSNR is a promise: shrink (the error correction copes with what breaks)
@@ -324,6 +324,13 @@ def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: fl
         out = np.clip(np.round(base + delta[..., None]), 0, 255)
     mse = ((out - base) ** 2).mean()
     return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), LATTICE_STEP / 4, given_up, "lattice")
+
+
+def normalised(soft: np.ndarray, weight_sq: np.ndarray) -> np.ndarray:
+    """The lattice mode's ``u``: soft values ``(..., n)`` divided by the root of the summed
+    squared weights of each bit's slots ``(..., n)``. The embedder and the detector both
+    compute it here, so they quantise the same number."""
+    return soft / np.sqrt(np.maximum(weight_sq, 1e-12))
 
 
 def lattice_point(u: np.ndarray, bits: np.ndarray, dither: np.ndarray) -> np.ndarray:
@@ -574,9 +581,9 @@ def _search(rgb: np.ndarray, layout: Layout) -> tuple[list[np.ndarray], float | 
     spread = _pick(soft[:, p:] * expected)
     # The lattice mode: normalise by each bit's weights, for the pilots everywhere and the
     # payload only where the pilots agree (the cost of the search is the gathering).
-    pilots = lattice_soft(soft[:, p:] / np.sqrt(np.maximum(per_bit(folded_weights, every, p), 1e-12)), layout.dither[p:])
+    pilots = lattice_soft(normalised(soft[:, p:], per_bit(folded_weights, every, p)), layout.dither[p:])
     lattice = np.array(_pick(pilots * expected), int)
-    u = soft[lattice] / np.sqrt(np.maximum(per_bit(folded_weights, lattice), 1e-12))
+    u = normalised(soft[lattice], per_bit(folded_weights, lattice))
     found = [soft[a, :p].astype(np.float64) for a in spread]
     found += list(lattice_soft(u[:, :p].astype(np.float64), layout.dither[:p]))
     return found, period
@@ -600,7 +607,7 @@ def _pick(agreement: np.ndarray) -> list[int]:
     for a in np.lexsort((agreement.sum(1), (agreement > 0).sum(1)))[::-1]:
         ay, ax = divmod(int(a), TILE)
         # Neighbouring offsets read nearly the same values: take distinct alignments.
-        if all(_circular(ay - py) + _circular(ax - px) > 2 for py, px in map(lambda b: divmod(b, TILE), picked)):
+        if all(_circular(ay - py) + _circular(ax - px) > 2 for py, px in (divmod(b, TILE) for b in picked)):
             picked.append(int(a))
         if len(picked) == SEARCH_TOP:
             break

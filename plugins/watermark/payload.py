@@ -20,7 +20,8 @@ one of the three above. Anything else is "no watermark".
 
 Why a random image almost never passes: over the random choice of the key, the bits read
 from an unmarked image are uniform (each bit's sign comes from its own random chips, and in
-the lattice mode its coset from its own random dither), so a decoding attempt accepts with probability ``#codewords * (ball volume) / #words``:
+the lattice mode its coset from its own random dither), so a decoding attempt accepts with
+probability ``#codewords * (ball volume) / #words``:
 ``V(13, 4) / 256**8 = 1.6e-7`` without erasures and ``V(11, 3) / 256**6 = 9.7e-6`` with 2,
 where ``V(n, e) = sum_{i <= e} C(n, i) 255**i``; the kind check keeps 3/16 of those. The
 detector makes at most 12 attempts per image (3 alignments read as spread spectrum and 3 as
