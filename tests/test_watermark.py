@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageFilter
 from toolkit_plugins.watermark import KEY, Watermark, WatermarkOptions, detect, mark, payload
+from toolkit_plugins.watermark import embed as watermark_embed
 
 from toolkit.cli import cli
 from toolkit.components import PostContext
@@ -193,6 +194,24 @@ def test_a_busy_small_photo_gets_the_lattice_mode_and_survives_jpeg():
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=75)
     assert detect(np.asarray(Image.open(buffer).convert("RGB"))) == payload.number(1)
+
+
+def test_a_near_white_image_gets_dips_that_survive_brightening():
+    # vae-shapes draws on a background at luma ~240, which brightening by 10 % clips to
+    # white: the plain mark is erased there, the dips reach below the clipping point.
+    from toolkit import generate
+
+    small = np.asarray(generate(model="vae-shapes", n=1, seed=0, class_label=1).images[0])
+    a = np.asarray(Image.fromarray(small).resize((256, 256), Image.BICUBIC)).astype(np.float64)
+    data = payload.number(7)
+    plain = mark.embed(a, payload.encode(data, LAYOUT.whitening), LAYOUT).image.astype(np.uint8)
+    assert detect(ATTACKS["brighter"](plain)) != data  # the plain mark does not survive it
+    result = watermark_embed(a, data)
+    assert result.mode == "dips" and result.psnr >= 38.5
+    out = result.image.astype(np.uint8)
+    assert detect(out) == data
+    for attack, edit in ATTACKS.items():
+        assert detect(edit(out)) == data, attack
 
 
 def test_an_image_too_busy_for_the_mark_says_so():

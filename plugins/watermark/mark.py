@@ -55,6 +55,19 @@ a gain), but not blur or rescaling, which move ``u`` by a share of the host. So 
 embedder writes it only for images under ``LATTICE_MAX_SIDE`` where it survives more of
 the rehearsed attacks than spread spectrum does (``__init__.py`` decides), and the
 detector reads every alignment both ways.
+Dips, for near-white images
+---------------------------
+Brightening by 10 % clips every channel at or above 232 to pure white, and the shapes
+models draw on a background at 237-241: all that the mark had written there is gone, and a
+pixel's change shows through only if it took the pixel below the clipping point. A mark
+of the usual size (an RMS change of 3 levels at 38.5 dB) almost never does. So for such
+images the embedder also tries a variant that keeps part of the spread-spectrum change in
+the clipping area (``DIP_KEEP``) and spends the rest of the budget on a few deep *dips*:
+the pixels where the mark wants to go down the most are taken just far enough below the
+clipping point that the most of each dip survives per unit of cost (``dips``). The dips
+follow the mark's own sign pattern, so the unchanged detector reads them, before and after
+brightening. ``__init__.py`` keeps a variant only where it survives more of the rehearsed
+attacks than plain spread spectrum.
 """
 
 from __future__ import annotations
@@ -82,6 +95,11 @@ MAX_DETECT_SIDE = 1024  # the detector reads a central window at most this large
 SEARCH_TOP = 3  # alignments decoded per scale, per reading (spread and lattice)
 LATTICE_STEP = 48.0  # the lattice mode's step in u (coefficient units): ~39.5 dB at 64x64
 LATTICE_MAX_SIDE = 128  # the embedder considers the lattice mode below this side
+BRIGHTER = 1.1  # the brightening the dips are made to survive (and the one rehearsed)
+DIPS_MIN_CLIPPED = 0.25  # the share of pixels brightening must clip before the dips are tried
+DIP_KEEP = (0.7, 0.5, 0.3)  # shares of the spread-spectrum change kept in the clipping area, tried in order
+DIP_DEPTHS = np.arange(2.0, 41.0)  # candidate dip depths, in levels
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 # Attacks the embedder rehearses (its own PIL implementations, the usual library for them).
 CROP_FRACTION = 0.1
@@ -233,9 +251,9 @@ def weights_from(energy_nearby: np.ndarray, s: Scales) -> np.ndarray:
 class EmbedResult:
     image: np.ndarray  # (H, W, 3) float64, whole numbers in [0, 255]
     psnr: float  # against the input rounded to whole numbers
-    margin: float  # spread: the common margin reached (detector units; 0 = none); lattice: the tolerance, a quarter step
+    margin: float  # spread and dips: the common margin spread spectrum reached (detector units; 0 = none); lattice: the tolerance, a quarter step
     given_up: int  # payload bytes left to the error correction (-1: not even the host could be cancelled)
-    mode: str = "spread"  # or "lattice" (see the module doc)
+    mode: str = "spread"  # or "lattice", or "dips" (see the module doc)
 
 
 def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38.5, rehearse: bool | None = None) -> EmbedResult:
@@ -324,6 +342,51 @@ def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: fl
         out = np.clip(np.round(base + delta[..., None]), 0, 255)
     mse = ((out - base) ** 2).mean()
     return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), LATTICE_STEP / 4, given_up, "lattice")
+
+
+def clipped_when_brightened(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: pixels of ``rgb`` ``(H, W, 3)`` in [0, 255] with a channel that
+    brightening by ``BRIGHTER`` clips to 255."""
+    return (BRIGHTER * np.asarray(rgb, np.float64)).max(-1) > 255.5
+
+
+def dips(rgb: np.ndarray, spread: EmbedResult, keep: float, *, psnr: float = 38.5) -> EmbedResult:
+    """The dips variant (see the module doc) of a spread-spectrum result.
+
+    rgb: ``(H, W, 3)`` the original, floats in [0, 255]; spread: what ``embed`` made of it
+    (its margin and bytes given up are passed on). In the area brightening clips, the mark's change is scaled by ``keep``
+    and the pixels it pushes down hardest, per unit of cost, are dipped as deep as pays off;
+    as many of them as the PSNR budget allows.
+    """
+    base = np.clip(np.round(np.asarray(rgb, np.float64)), 0, 255)
+    height, width = base.shape[:2]
+    budget = height * width * 255.0**2 / 10 ** (psnr / 10)
+    delta = (spread.image - base).mean(-1)  # the mark changes luma only
+    clipped = clipped_when_brightened(base)
+    # What a dip of depth d leaves in the brightened luma (channels that stay under 255),
+    # per unit of cost d^2; each pixel takes its best depth.
+    over = BRIGHTER * base - 255.5  # (H, W, 3): how far brightening pushes each channel past white
+    best, depth = np.zeros((height, width)), np.zeros((height, width))
+    for d in DIP_DEPTHS:
+        per_cost = np.maximum(0.0, BRIGHTER * d - over) @ LUMA_WEIGHTS / d**2  # (H, W)
+        better = per_cost > best
+        best, depth = np.where(better, per_cost, best), np.where(better, d, depth)
+    candidates = clipped & (delta < 0) & (best > 0)
+    order = np.argsort(np.where(candidates, delta * best, np.inf), axis=None)[: int(candidates.sum())]
+    kept = np.where(clipped, keep * delta, delta).ravel()
+
+    def with_dips(k: int) -> np.ndarray:
+        change = kept.copy()
+        change[order[:k]] = -depth.ravel()[order[:k]]
+        return np.clip(np.round(base + change.reshape(height, width)[..., None]), 0, 255)
+
+    lo, hi = 0, len(order)  # the most dips the budget allows (rounding and clipping included)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ((with_dips(mid) - base) ** 2).sum() / 3 <= budget else (lo, mid - 1)
+    out = with_dips(lo)
+    mse = ((out - base) ** 2).mean()
+    return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), spread.margin, spread.given_up, "dips")
 
 
 def normalised(soft: np.ndarray, weight_sq: np.ndarray) -> np.ndarray:
@@ -487,7 +550,7 @@ def rehearsals(height: int, width: int) -> dict:
         "jpeg": (lambda a: _jpeg(a, 75 if small else 50), (0, 0)),
         "blur": (lambda a: _pil(a, lambda im: im.filter(ImageFilter.GaussianBlur(1.0))), (0, 0)),
         "half": (lambda a: _pil(a, _half_and_back), (0, 0)),
-        "brighter": (lambda a: _pil(a, lambda im: ImageEnhance.Brightness(im).enhance(1.1)), (0, 0)),
+        "brighter": (brighten, (0, 0)),
         "darker": (lambda a: _pil(a, lambda im: ImageEnhance.Brightness(im).enhance(0.9)), (0, 0)),
     }
     kept_h, kept_w = round(height * (1 - CROP_FRACTION)), round(width * (1 - CROP_FRACTION))
@@ -495,6 +558,11 @@ def rehearsals(height: int, width: int) -> dict:
         top, left = round(fy * (height - kept_h)), round(fx * (width - kept_w))
         attacks[f"crop@{top},{left}"] = (lambda a, t=top, l=left: a[t: t + kept_h, l: l + kept_w], (top, left))
     return attacks
+
+
+def brighten(a: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` -> the same brightened by ``BRIGHTER`` (Pillow's, clipped at 255)."""
+    return _pil(a, lambda im: ImageEnhance.Brightness(im).enhance(BRIGHTER))
 
 
 def _pil(a: np.ndarray, edit) -> np.ndarray:
