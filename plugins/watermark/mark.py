@@ -55,6 +55,7 @@ a gain), but not blur or rescaling, which move ``u`` by a share of the host. So 
 embedder writes it only for images under ``LATTICE_MAX_SIDE`` where it survives more of
 the rehearsed attacks than spread spectrum does (``__init__.py`` decides), and the
 detector reads every alignment both ways.
+
 Dips, for near-white images
 ---------------------------
 Brightening by 10 % clips every channel at or above 232 to pure white, and the shapes
@@ -99,7 +100,7 @@ BRIGHTER = 1.1  # the brightening the dips are made to survive (and the one rehe
 DIPS_MIN_CLIPPED = 0.25  # the share of pixels brightening must clip before the dips are tried
 DIP_KEEP = (0.7, 0.5, 0.3)  # shares of the spread-spectrum change kept in the clipping area, tried in order
 DIP_DEPTHS = np.arange(2.0, 41.0)  # candidate dip depths, in levels
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, JPEG's Y
 
 # Attacks the embedder rehearses (its own PIL implementations, the usual library for them).
 CROP_FRACTION = 0.1
@@ -167,9 +168,10 @@ def make_layout(n_payload: int, key: str) -> Layout:
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) -> (H, W) float32, BT.601 weights (JPEG's Y)."""
+    """(H, W, 3) -> (H, W) float32, weighted by ``LUMA_WEIGHTS``."""
     rgb = np.asarray(rgb, dtype=np.float32)
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    r, g, b = LUMA_WEIGHTS
+    return rgb[..., 0] * r + rgb[..., 1] * g + rgb[..., 2] * b
 
 
 def window_coeffs(y: np.ndarray, coeffs: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -270,7 +272,7 @@ def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38
         raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} to carry the mark")
     rehearse = height * width <= REHEARSE_MAX_PIXELS if rehearse is None else rehearse
     sign = np.concatenate([bits, layout.pilots]).astype(np.float64) * 2 - 1  # (n_bits,) +-1
-    budget = height * width * 255.0**2 / 10 ** (psnr / 10)  # allowed sum of squared error per channel
+    budget = _budget(height, width, psnr)
     grid = _Grid(layout, height, width)
     host = grid.read(base)  # (rows, cols, K) chip * coefficient, unweighted
     attacks = rehearsals(height, width) if rehearse else {}
@@ -297,8 +299,7 @@ def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38
             h_attacked = grid.per_bit(host_values * ratio)
             gain = sign * (grid.per_bit(seen) - h_attacked) / np.maximum(amplitude, 1e-9)
             constraints.append((np.clip(gain, 0.02 * n, 1.5 * n), h_attacked))
-    mse = ((out - base) ** 2).mean()
-    return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), margin, given_up)
+    return EmbedResult(out, _psnr(out, base), margin, given_up)
 
 
 def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38.5,
@@ -315,7 +316,7 @@ def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: fl
     if min(height, width) < MIN_SIDE:
         raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} to carry the mark")
     wanted = np.concatenate([bits, layout.pilots]).astype(np.float64)  # (n_bits,) 0/1
-    budget = height * width * 255.0**2 / 10 ** (psnr / 10)
+    budget = _budget(height, width, psnr)
     grid = _Grid(layout, height, width)
     out, delta, keep, given_up = base, np.zeros((height, width)), np.ones(layout.n_bits, bool), 0
     for round_ in range(rounds):
@@ -340,8 +341,7 @@ def embed_lattice(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: fl
     if used > budget:  # the PSNR is a promise: shrink (the error correction copes with what breaks)
         delta *= np.sqrt(budget / used) * 0.995
         out = np.clip(np.round(base + delta[..., None]), 0, 255)
-    mse = ((out - base) ** 2).mean()
-    return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), LATTICE_STEP / 4, given_up, "lattice")
+    return EmbedResult(out, _psnr(out, base), LATTICE_STEP / 4, given_up, "lattice")
 
 
 def clipped_when_brightened(rgb: np.ndarray) -> np.ndarray:
@@ -354,13 +354,13 @@ def dips(rgb: np.ndarray, spread: EmbedResult, keep: float, *, psnr: float = 38.
     """The dips variant (see the module doc) of a spread-spectrum result.
 
     rgb: ``(H, W, 3)`` the original, floats in [0, 255]; spread: what ``embed`` made of it
-    (its margin and bytes given up are passed on). In the area brightening clips, the mark's change is scaled by ``keep``
-    and the pixels it pushes down hardest, per unit of cost, are dipped as deep as pays off;
-    as many of them as the PSNR budget allows.
+    (its margin and bytes given up are passed on). In the area brightening clips, the
+    mark's change is scaled by ``keep`` and the pixels it pushes down hardest, per unit of
+    cost, are dipped as deep as pays off: as many of them as the PSNR budget allows.
     """
     base = np.clip(np.round(np.asarray(rgb, np.float64)), 0, 255)
     height, width = base.shape[:2]
-    budget = height * width * 255.0**2 / 10 ** (psnr / 10)
+    budget = _budget(height, width, psnr)
     delta = (spread.image - base).mean(-1)  # the mark changes luma only
     clipped = clipped_when_brightened(base)
     # What a dip of depth d leaves in the brightened luma (channels that stay under 255),
@@ -368,7 +368,7 @@ def dips(rgb: np.ndarray, spread: EmbedResult, keep: float, *, psnr: float = 38.
     over = BRIGHTER * base - 255.5  # (H, W, 3): how far brightening pushes each channel past white
     best, depth = np.zeros((height, width)), np.zeros((height, width))
     for d in DIP_DEPTHS:
-        per_cost = np.maximum(0.0, BRIGHTER * d - over) @ LUMA_WEIGHTS / d**2  # (H, W)
+        per_cost = np.maximum(0.0, BRIGHTER * d - over) @ np.asarray(LUMA_WEIGHTS) / d**2  # (H, W)
         better = per_cost > best
         best, depth = np.where(better, per_cost, best), np.where(better, d, depth)
     candidates = clipped & (delta < 0) & (best > 0)
@@ -385,8 +385,7 @@ def dips(rgb: np.ndarray, spread: EmbedResult, keep: float, *, psnr: float = 38.
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if ((with_dips(mid) - base) ** 2).sum() / 3 <= budget else (lo, mid - 1)
     out = with_dips(lo)
-    mse = ((out - base) ** 2).mean()
-    return EmbedResult(out, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf"), spread.margin, spread.given_up, "dips")
+    return EmbedResult(out, _psnr(out, base), spread.margin, spread.given_up, "dips")
 
 
 def normalised(soft: np.ndarray, weight_sq: np.ndarray) -> np.ndarray:
@@ -463,6 +462,16 @@ class _Grid:
         out = np.zeros((self.height, self.width))
         out[: blocks.shape[0], : blocks.shape[1]] = blocks
         return out
+
+
+def _budget(height: int, width: int, psnr: float) -> float:
+    """The sum of squared errors per channel that keeps an image at ``psnr`` dB."""
+    return height * width * 255.0**2 / 10 ** (psnr / 10)
+
+
+def _psnr(out: np.ndarray, base: np.ndarray) -> float:
+    mse = ((out - base) ** 2).mean()
+    return 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
 
 
 def _plan(sign: np.ndarray, h: np.ndarray, n: np.ndarray, constraints: list, budget: float,
