@@ -79,7 +79,7 @@ def against_diffusers(model, repeats: int) -> list[dict]:
     scale = model.config.default_guidance_scale
     prompt = "a large green triangle in the center"
     rows = []
-    encode = [timed(lambda: model.text.embed([prompt])) for _ in range(repeats)]
+    encode = [timed(lambda: model.text.embed_prompts([prompt])) for _ in range(repeats)]
     for n in (1, 16):
         text, uncond = model.text.encode(prompt, n=n, height=64, width=64), model.text.encode("", n=n, height=64, width=64)
         # diffusers' pipeline does not pass an attention mask; run ours without one too, so both do the same work.
@@ -103,7 +103,7 @@ def per_sampler(model, prompts: list[dict], steps_list: list[int]) -> list[dict]
     registry = get_registry()
     evaluator = ShapesEvaluator()
     scale = model.config.default_guidance_scale
-    text = model.text.embed([p["prompt"] for p in prompts])
+    text = model.text.embed_prompts([p["prompt"] for p in prompts])
     uncond = model.text.encode("", n=len(prompts), height=64, width=64)
     rows = []
     for name in sorted(registry.samplers):

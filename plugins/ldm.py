@@ -72,6 +72,8 @@ class LDMConfig(BaseModel):
     cross_attention_levels: tuple[int, ...] = Field((0, 1), description="levels (0 = full latent resolution) with cross-attention")
     attention_heads: int = Field(4, ge=1)
     use_class_labels: bool = Field(False, description="class labels as an extra condition (the dataset's class_label)")
+    text_phrases: int = Field(1, ge=1, le=8, description="phrases of a prompt (cut at ' and ') encoded apart, "
+                              "so each object's words stay together (1 = the whole prompt at once)")
     text_adapter_layers: int = Field(0, ge=0, le=8, description="bidirectional self-attention layers over the text tokens, trained with the denoiser (0 = none)")
     init_from: str | None = Field(None, description="folder of a trained ldm model (same text encoder and autoencoder) whose denoiser this run starts from")
     num_train_timesteps: int = Field(1000, ge=10)
@@ -161,13 +163,13 @@ def scheduler_config(config: LDMConfig) -> dict[str, Any]:
     return json.loads(scheduler.to_json_string())
 
 
-def load_text_conditioner(name: str, spec: dict[str, Any], base: Path | None) -> TextConditioner:
+def load_text_conditioner(config: LDMConfig, base: Path | None) -> TextConditioner:
     from toolkit.plugins import get_registry
 
-    cls = get_registry().get("conditioners", name)
+    cls = get_registry().get("conditioners", config.text_conditioner)
     if not issubclass(cls, TextConditioner):
-        raise ConfigError(f"conditioner '{name}' is not a text encoder; use text-clip or text-hf")
-    return cls.load(base, {"text_encoder": spec})
+        raise ConfigError(f"conditioner '{config.text_conditioner}' is not a text encoder; use text-clip or text-hf")
+    return cls.load(base, {"text_encoder": config.text_encoder, "text_phrases": config.text_phrases})
 
 
 def _load_diffusers(cls: Any, folder: Path, what: str) -> nn.Module:
@@ -230,7 +232,7 @@ class LDMGenerator(Generator, Trainable):
         if config.stage == "autoencoder":
             return cls(config, vae=vae, size=size)
         unet = _load_diffusers(UNet2DConditionModel, folder / "unet", "denoiser").to(device)
-        text = load_text_conditioner(config.text_conditioner, config.text_encoder, folder)
+        text = load_text_conditioner(config, folder)
         adapter = build_text_adapter(config, text.token_dim)
         if adapter is not None:
             adapter.load_state_dict({k: v.float() for k, v in load_weights(folder, ADAPTER_WEIGHTS, device=device).items()})
@@ -289,9 +291,12 @@ class LDMGenerator(Generator, Trainable):
 
         guided = uncond is not None and guidance_scale != 1.0
         if guided:  # prompt and guidance target in one batch, joined once rather than at every step
-            both = TextEmbedding(torch.cat([text.tokens, uncond.tokens]), torch.cat([text.pooled, uncond.pooled]),
-                                 None if text.attention_mask is None else torch.cat([text.attention_mask, uncond.attention_mask]))
+            both = _without_padding(TextEmbedding(
+                torch.cat([text.tokens, uncond.tokens]), torch.cat([text.pooled, uncond.pooled]),
+                None if text.attention_mask is None else torch.cat([text.attention_mask, uncond.attention_mask])))
             classes = None if labels is None else torch.cat([labels, null])
+        else:
+            text = _without_padding(text)
 
         def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             if not guided:
@@ -369,7 +374,7 @@ class LDMGenerator(Generator, Trainable):
             p.requires_grad_(False)
         if "caption" not in dataset[0]:
             raise ConfigError(f"dataset '{dataset.name}' has no captions to train a text-to-image model on")
-        text = load_text_conditioner(config.text_conditioner, config.text_encoder, None)
+        text = load_text_conditioner(config, None)
         num_classes = len(dataset.class_names or []) if config.use_class_labels else 0
         latent_size = dataset.size // 2 ** (len(vae.config.block_out_channels) - 1)
         unet = build_unet(config, vae.config.latent_channels, latent_size, text.token_dim, num_classes)
@@ -417,7 +422,7 @@ class LDMGenerator(Generator, Trainable):
         with torch.no_grad():
             latents = self.vae.encode(images).latent_dist.sample() * self.scaling_factor
             drop = torch.rand(b).tolist()
-            text = self.text.embed(["" if d < self.config.text_dropout else c for d, c in zip(drop, batch["caption"])])
+            text = self.text.embed_prompts(["" if d < self.config.text_dropout else c for d, c in zip(drop, batch["caption"])])
         labels = None
         if self.num_classes:
             labels = batch["class_label"]
@@ -455,7 +460,7 @@ class LDMGenerator(Generator, Trainable):
         try:
             if self.config.stage == "autoencoder":
                 return self.vae(fixed["images"][:n].to(self.vae.device)).sample.clamp(-1, 1)
-            text = self.text.embed(fixed["captions"][:n])
+            text = self.text.embed_prompts(fixed["captions"][:n])
             cond = Conditioning(text=text, class_labels=fixed["labels"][:n] if self.num_classes else None)
             args = GenerateArgs(n=n, height=self.size, width=self.size, generator=generator, steps=self.config.default_steps,
                                 guidance_scale=self.config.default_guidance_scale,
@@ -517,6 +522,17 @@ def _start_from(folder: Path, config: LDMConfig, unet: nn.Module, adapter: TextA
     except RuntimeError as error:
         raise ConfigError(f"model.init_from: {folder} has networks of another shape than this config builds "
                           f"({str(error).splitlines()[0]}); use the same unet_channels, levels, heads and adapter layers") from None
+
+
+def _without_padding(emb: TextEmbedding) -> TextEmbedding:
+    """Drop the token positions that every prompt of the batch masks out: ``(B, L, D)`` ->
+    ``(B, L', D)``. Cross-attention gives them zero weight anyway, so the output is the
+    same; sampling attends to L' keys instead of L at every step (with two phrase slots of
+    32 tokens, about 20 instead of 64)."""
+    if emb.attention_mask is None:
+        return emb
+    keep = emb.attention_mask.bool().any(0)
+    return TextEmbedding(emb.tokens[:, keep], emb.pooled, emb.attention_mask[:, keep])
 
 
 def _half(module: nn.Module) -> dict[str, torch.Tensor]:

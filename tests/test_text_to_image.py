@@ -187,6 +187,34 @@ def test_clip_embed_shapes_mask_and_determinism(stages):
     assert torch.allclose(batch.pooled[0], twice.pooled[0], atol=1e-6)
 
 
+def test_phrases_are_encoded_apart_and_laid_side_by_side(stages):
+    conditioner = TextClipConditioner.from_folder(stages.clip)
+    length = TINY_CLIP["context_length"]
+    prompts = ["a red circle on the left and a blue star at the bottom", "a red circle"]
+    whole = conditioner.embed(prompts)
+    assert all(torch.equal(getattr(conditioner.embed_prompts(prompts), k), getattr(whole, k))
+               for k in ("tokens", "pooled", "attention_mask"))  # one slot: the whole prompt, as before
+
+    conditioner.phrase_slots = 2
+    out = conditioner.embed_prompts(prompts)
+    assert out.tokens.shape == (2, 2 * length, TINY_CLIP["text_width"]) and out.attention_mask.shape == (2, 2 * length)
+    alone = conditioner.embed(["a red circle on the left", "a blue star at the bottom", "a red circle"])
+    assert torch.allclose(out.tokens[0, :length], alone.tokens[0], atol=1e-6)
+    assert torch.allclose(out.tokens[0, length:], alone.tokens[1], atol=1e-6)
+    assert torch.equal(out.attention_mask[0], torch.cat([alone.attention_mask[0], alone.attention_mask[1]]))
+    assert torch.allclose(out.pooled[0], alone.pooled[:2].mean(0), atol=1e-6)
+    # A one-phrase prompt fills one slot; the other is masked out, so it attends to nothing else.
+    assert torch.allclose(out.tokens[1, :length], alone.tokens[2], atol=1e-6)
+    assert torch.equal(out.attention_mask[1], torch.cat([alone.attention_mask[2], torch.zeros(length, dtype=torch.long)]))
+    assert torch.allclose(out.pooled[1], alone.pooled[2], atol=1e-6)
+    # More phrases than slots: the last slot keeps the rest of the prompt.
+    three = conditioner.embed_prompts(["a red circle and a blue star and a green square"])
+    rest = conditioner.embed(["a blue star and a green square"])
+    assert torch.allclose(three.tokens[0, length:], rest.tokens[0], atol=1e-6)
+    batch = conditioner.encode("a red circle and a blue star", n=3, height=32, width=32)
+    assert batch.tokens.shape == (3, 2 * length, TINY_CLIP["text_width"])
+
+
 def test_clip_load_errors(stages, tmp_path):
     with pytest.raises(ClipLoadError, match="has no open_clip_config.json: it is not an open_clip folder") as caught:
         TextClipConditioner.from_folder(tmp_path / "missing")
@@ -430,6 +458,22 @@ def test_denoiser_folder_round_trip_and_tamper_check(stages, home, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(ModelError, match="does not match the sha256"):
         LDMGenerator.from_pretrained(tampered)
+
+
+def test_a_phrase_model_trains_saves_and_generates_with_guidance(stages, tmp_path):
+    """text_phrases reaches the saved config and the pipeline's conditioner, and a guided,
+    negative-prompted request runs: prompt and guidance target have the same token count."""
+    model = {**TINY_DENOISER, "autoencoder": str(stages.ae), "text_encoder": {"path": str(stages.clip)}, "text_phrases": 2}
+    folder = train(tmp_path, "phrases", model, steps=2)
+    assert json.loads((folder / "config.json").read_text())["text_phrases"] == 2
+    loaded = LDMGenerator.from_pretrained(folder)
+    assert loaded.text.phrase_slots == 2
+    result = generate(model=str(folder), prompt="a red circle on the left and a blue star at the bottom",
+                      negative_prompt="a green square", n=2, seed=1, steps=2)
+    assert pixels(result).shape == (2, 32, 32, 3)
+    again = generate(model=str(folder), prompt="a red circle on the left and a blue star at the bottom",
+                     negative_prompt="a green square", n=2, seed=1, steps=2)
+    assert np.array_equal(pixels(result), pixels(again))
 
 
 def test_text_adapter_starts_as_identity_trains_and_round_trips(stages, home, tmp_path):

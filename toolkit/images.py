@@ -56,8 +56,10 @@ def open_image(source: str | Path | bytes | Image.Image, *, what: str = "image")
     except ImageInputError:
         raise
     except Image.DecompressionBombError as error:  # PIL's own check fires in open() for the largest
+        # Pillow refuses past twice its MAX_IMAGE_PIXELS, before we can read the size.
         raise ImageInputError(
-            f"{what} {label} is over the limit of {MAX_INPUT_PIXELS / 1e6:.0f} megapixels ({error}); resize it first"
+            f"{what} {label} is over the limit of {MAX_INPUT_PIXELS / 1e6:.0f} megapixels (it has more than "
+            f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f}); resize it first"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageInputError(f"cannot read {label} as an image ({error}); is it a PNG, JPEG or WebP file?") from None

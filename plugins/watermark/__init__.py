@@ -140,7 +140,7 @@ def embed(rgb: np.ndarray, data: bytes, psnr: float = 38.5) -> mark.EmbedResult:
     attacks = [lambda a: a] + [attack for attack, _ in mark.rehearsals(*rgb.shape[:2]).values()]
     survived = lambda image: sum(detect(attack(image)) == data for attack in attacks)
     best, best_score = spread, survived(spread.image)
-    others = [lambda keep=keep: mark.dips(rgb, spread, keep, psnr=psnr) for keep in mark.DIP_KEEP] if near_white else []
+    others = [lambda keep=keep: mark.dips(rgb, bits, layout, spread, keep, psnr=psnr) for keep in mark.DIP_KEEP] if near_white else []
     if small:
         others.append(lambda: mark.embed_lattice(rgb, bits, layout, psnr=psnr))
     for make in others:

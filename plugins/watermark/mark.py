@@ -67,7 +67,10 @@ the clipping area (``DIP_KEEP``) and spends the rest of the budget on a few deep
 the pixels where the mark wants to go down the most are taken just far enough below the
 clipping point that the most of each dip survives per unit of cost (``dips``). The dips
 follow the mark's own sign pattern, so the unchanged detector reads them, before and after
-brightening. ``__init__.py`` keeps a variant only where it survives more of the rehearsed
+brightening. A dip feeds all ten slots of its block, some of them against their bit, so a
+few rounds of rehearsing the brightening and choosing the dips again with the weakest bits
+weighed up even the bits out (on the worst near-white image we have, bit errors after
+brightening went from 6-9 of 104 to 0-1). ``__init__.py`` keeps a variant only where it survives more of the rehearsed
 attacks than plain spread spectrum.
 """
 
@@ -100,6 +103,8 @@ BRIGHTER = 1.1  # the brightening the dips are made to survive (and the one rehe
 DIPS_MIN_CLIPPED = 0.25  # the share of pixels brightening must clip before the dips are tried
 DIP_KEEP = (0.7, 0.5, 0.3)  # shares of the spread-spectrum change kept in the clipping area, tried in order
 DIP_DEPTHS = np.arange(2.0, 41.0)  # candidate dip depths, in levels
+DIP_ROUNDS = 6  # times the dips are chosen again after a rehearsed brightening
+DIP_REWEIGHT = 0.1  # how hard each round favours the bits it read weakest (an exponent: small is gentle)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, JPEG's Y
 
 # Attacks the embedder rehearses (its own PIL implementations, the usual library for them).
@@ -350,17 +355,22 @@ def clipped_when_brightened(rgb: np.ndarray) -> np.ndarray:
     return (BRIGHTER * np.asarray(rgb, np.float64)).max(-1) > 255.5
 
 
-def dips(rgb: np.ndarray, spread: EmbedResult, keep: float, *, psnr: float = 38.5) -> EmbedResult:
+def dips(rgb: np.ndarray, bits: np.ndarray, layout: Layout, spread: EmbedResult, keep: float, *,
+         psnr: float = 38.5) -> EmbedResult:
     """The dips variant (see the module doc) of a spread-spectrum result.
 
-    rgb: ``(H, W, 3)`` the original, floats in [0, 255]; spread: what ``embed`` made of it
-    (its margin and bytes given up are passed on). In the area brightening clips, the
-    mark's change is scaled by ``keep`` and the pixels it pushes down hardest, per unit of
-    cost, are dipped as deep as pays off: as many of them as the PSNR budget allows.
+    rgb: ``(H, W, 3)`` the original, floats in [0, 255]; bits: ``(layout.n_payload,)`` of
+    0/1, as given to ``embed``; spread: what ``embed`` made of them (its margin and bytes
+    given up are passed on). In the area brightening clips, the mark's change is scaled by
+    ``keep`` and the pixels it pushes down hardest, per unit of cost, are dipped as deep as
+    pays off: as many of them as the PSNR budget allows. Then ``DIP_ROUNDS`` times: brighten,
+    read, and choose the dips again with the bits that came out weakest weighed up.
     """
     base = np.clip(np.round(np.asarray(rgb, np.float64)), 0, 255)
     height, width = base.shape[:2]
     budget = _budget(height, width, psnr)
+    grid = _Grid(layout, height, width)
+    sign = np.concatenate([bits, layout.pilots]).astype(np.float64) * 2 - 1  # (n_bits,)
     delta = (spread.image - base).mean(-1)  # the mark changes luma only
     clipped = clipped_when_brightened(base)
     # What a dip of depth d leaves in the brightened luma (channels that stay under 255),
@@ -371,20 +381,32 @@ def dips(rgb: np.ndarray, spread: EmbedResult, keep: float, *, psnr: float = 38.
         per_cost = np.maximum(0.0, BRIGHTER * d - over) @ np.asarray(LUMA_WEIGHTS) / d**2  # (H, W)
         better = per_cost > best
         best, depth = np.where(better, per_cost, best), np.where(better, d, depth)
-    candidates = clipped & (delta < 0) & (best > 0)
-    order = np.argsort(np.where(candidates, delta * best, np.inf), axis=None)[: int(candidates.sum())]
     kept = np.where(clipped, keep * delta, delta).ravel()
 
-    def with_dips(k: int) -> np.ndarray:
+    def with_dips(order: np.ndarray, k: int) -> np.ndarray:
         change = kept.copy()
         change[order[:k]] = -depth.ravel()[order[:k]]
         return np.clip(np.round(base + change.reshape(height, width)[..., None]), 0, 255)
 
-    lo, hi = 0, len(order)  # the most dips the budget allows (rounding and clipping included)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if ((with_dips(mid) - base) ** 2).sum() / 3 <= budget else (lo, mid - 1)
-    out = with_dips(lo)
+    wanted, weight = delta, np.ones_like(sign)  # where the mark wants to go down; each bit's weight
+    for round_ in range(DIP_ROUNDS + 1):
+        candidates = clipped & (wanted < 0) & (best > 0)
+        order = np.argsort(np.where(candidates, wanted * best, np.inf), axis=None)[: int(candidates.sum())]
+        lo, hi = 0, len(order)  # the most dips the budget allows (rounding and clipping included)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if ((with_dips(order, mid) - base) ** 2).sum() / 3 <= budget else (lo, mid - 1)
+        out = with_dips(order, lo)
+        if round_ == DIP_ROUNDS:
+            break
+        # Each dip feeds the ten slots of its block, some against their bit, so bits end up
+        # unevenly strong; the reading after brightening says which to favour next time.
+        seen, _ = grid.read_as_detector(brighten(out), (0, 0))
+        margin = sign * grid.per_bit(seen)
+        margin /= max(np.abs(margin).mean(), 1e-9)
+        weight *= np.clip(1.0 / np.maximum(margin, 0.2), 0.5, 3.0) ** DIP_REWEIGHT
+        weight /= weight.mean()
+        wanted = grid.to_pixels((sign * weight)[grid.bit] * grid.chip)
     return EmbedResult(out, _psnr(out, base), spread.margin, spread.given_up, "dips")
 
 
