@@ -527,8 +527,8 @@ def _start_from(folder: Path, config: LDMConfig, unet: nn.Module, adapter: TextA
 def _without_padding(emb: TextEmbedding) -> TextEmbedding:
     """Drop the token positions that every prompt of the batch masks out: ``(B, L, D)`` ->
     ``(B, L', D)``. Cross-attention gives them zero weight anyway, so the output is the
-    same; sampling attends to L' keys instead of L at every step (with two phrase slots of
-    32 tokens, about 20 instead of 64)."""
+    same up to float rounding; sampling attends to L' keys instead of L at every step (with
+    two phrase slots of 32 tokens, about 20 instead of 64)."""
     if emb.attention_mask is None:
         return emb
     keep = emb.attention_mask.bool().any(0)

@@ -70,8 +70,8 @@ follow the mark's own sign pattern, so the unchanged detector reads them, before
 brightening. A dip feeds all ten slots of its block, some of them against their bit, so a
 few rounds of rehearsing the brightening and choosing the dips again with the weakest bits
 weighed up even the bits out (on the worst near-white image we have, bit errors after
-brightening went from 6-9 of 104 to 0-1). ``__init__.py`` keeps a variant only where it survives more of the rehearsed
-attacks than plain spread spectrum.
+brightening went from 6-9 of 104 to 0-1). ``__init__.py`` keeps a variant only where it
+survives more of the rehearsed attacks than plain spread spectrum.
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38
     if min(height, width) < MIN_SIDE:
         raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} to carry the mark")
     rehearse = height * width <= REHEARSE_MAX_PIXELS if rehearse is None else rehearse
-    sign = np.concatenate([bits, layout.pilots]).astype(np.float64) * 2 - 1  # (n_bits,) +-1
+    sign = _signs(bits, layout)
     budget = _budget(height, width, psnr)
     grid = _Grid(layout, height, width)
     host = grid.read(base)  # (rows, cols, K) chip * coefficient, unweighted
@@ -370,7 +370,7 @@ def dips(rgb: np.ndarray, bits: np.ndarray, layout: Layout, spread: EmbedResult,
     height, width = base.shape[:2]
     budget = _budget(height, width, psnr)
     grid = _Grid(layout, height, width)
-    sign = np.concatenate([bits, layout.pilots]).astype(np.float64) * 2 - 1  # (n_bits,)
+    sign = _signs(bits, layout)
     delta = (spread.image - base).mean(-1)  # the mark changes luma only
     clipped = clipped_when_brightened(base)
     # What a dip of depth d leaves in the brightened luma (channels that stay under 255),
@@ -484,6 +484,11 @@ class _Grid:
         out = np.zeros((self.height, self.width))
         out[: blocks.shape[0], : blocks.shape[1]] = blocks
         return out
+
+
+def _signs(bits: np.ndarray, layout: Layout) -> np.ndarray:
+    """Payload bits ``(n_payload,)`` of 0/1 and the pilots -> ``(n_bits,)`` of +-1."""
+    return np.concatenate([bits, layout.pilots]).astype(np.float64) * 2 - 1
 
 
 def _budget(height: int, width: int, psnr: float) -> float:
