@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +254,18 @@ def test_too_small_is_refused_before_any_work(registry, tmp_path):
 # -- end to end --------------------------------------------------------------------------------
 
 
-def test_generate_upscale_watermark_then_verify(registry, tmp_path):
+class _HourThatFailedInCI(datetime):
+    """The payload holds the hour; at this one (CI, 2026-11-28 11:00 UTC) crop + JPEG 60 once
+    lost the mark, before the embedder rehearsed that pair. Pinned so the test does not
+    depend on the time of day."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime(2026, 11, 28, 11, 20, tzinfo=timezone.utc)
+
+
+def test_generate_upscale_watermark_then_verify(registry, tmp_path, monkeypatch):
+    monkeypatch.setattr("toolkit_plugins.watermark.datetime", _HourThatFailedInCI)
     runner = CliRunner()
     made = runner.invoke(cli, ["generate", "--model", "gan-shapes", "--class", "1", "--seed", "4", "--post", "upscale-lanczos:scale=8",
                                "--post", "watermark", "--out", str(tmp_path)], obj={})
@@ -263,6 +275,7 @@ def test_generate_upscale_watermark_then_verify(registry, tmp_path):
     report = json.loads(runner.invoke(cli, ["verify", str(png), "--json"], obj={}).stdout)[0]["found"]
     mark_found = report["watermark"]
     assert mark_found["kind"] == "model+time" and mark_found["model"] == ["gan-shapes"]
+    assert mark_found["created_hour_utc"] == "2026-11-28T11:00Z"
     # Saved as JPEG and cropped, the file still says which model made it.
     attacked = tmp_path / "attacked.jpg"
     Image.fromarray(crop(np.asarray(Image.open(png).convert("RGB")), 10, 5)).save(attacked, quality=60)

@@ -110,6 +110,7 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, JPEG's Y
 # Attacks the embedder rehearses (its own PIL implementations, the usual library for them).
 CROP_FRACTION = 0.1
 CROP_ORIGINS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.5, 0.5))  # where the kept window sits
+CROP_THEN_JPEG = "crop+jpeg"  # the rehearsal that is planned for but only breaks ties when choosing a mode
 REHEARSE_MAX_PIXELS = 800_000  # bigger images carry so many tiles that the plain plan suffices
 # A rehearsed attack that leaves a bit less than this share of its push (a crop that took
 # most of its slots) is left to the error correction: saving it would cost the others.
@@ -581,9 +582,10 @@ def _top_up(base, out, delta, grid: _Grid, sign, target, budget, steps: int = 3)
 
 def rehearsals(height: int, width: int) -> dict:
     """name -> (attack on a (H, W, 3) float image, (row, col) of its origin in the original)."""
-    small = min(height, width) < 256
+    small = min(height, width) < 256  # where the issue sets only the JPEG 75 goal
+    quality = 75 if small else 50
     attacks = {
-        "jpeg": (lambda a: _jpeg(a, 75 if small else 50), (0, 0)),
+        "jpeg": (lambda a: _jpeg(a, quality), (0, 0)),
         "blur": (lambda a: _pil(a, lambda im: im.filter(ImageFilter.GaussianBlur(1.0))), (0, 0)),
         "half": (lambda a: _pil(a, _half_and_back), (0, 0)),
         "brighter": (brighten, (0, 0)),
@@ -593,6 +595,12 @@ def rehearsals(height: int, width: int) -> dict:
     for fy, fx in CROP_ORIGINS:
         top, left = round(fy * (height - kept_h)), round(fx * (width - kept_w))
         attacks[f"crop@{top},{left}"] = (lambda a, t=top, l=left: a[t: t + kept_h, l: l + kept_w], (top, left))
+    if not small:
+        # Not a promised attack, but what sharing a crop does: the centre crop is off the
+        # 8-pixel grid, so JPEG's blocks straddle the mark's and quantise it harder than
+        # either alone. Not below 256, where a crop alone often takes the mark (39 % kept).
+        top, left = (height - kept_h) // 2, (width - kept_w) // 2
+        attacks[CROP_THEN_JPEG] = (lambda a: _jpeg(a[top: top + kept_h, left: left + kept_w], quality), (top, left))
     return attacks
 
 
