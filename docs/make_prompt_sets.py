@@ -1,8 +1,9 @@
 """Write the prompt files `toolkit eval --prompts` scores text-to-image models on:
 
     configs/prompts/shapes-heldout.jsonl      350 prompts from the test and held-out splits
+    configs/prompts/shapes-two-objects-draw2.jsonl  173 more two-object prompts, a second draw
     configs/prompts/shapes-paraphrases.jsonl  reworded prompts, each with its canonical caption
-    configs/prompts/shapes-negative.jsonl     short prompts with and without a negative prompt
+    configs/prompts/shapes-negative.jsonl     short prompts with and without a negative prompt (60)
 
 Deterministic: `python docs/make_prompt_sets.py` rewrites the same files.
 """
@@ -69,6 +70,12 @@ def main() -> None:
         + [{"prompt": s["caption"], "group": "held-out combination, single"} for s in samples("heldout", 1, 50, 3)]
         + [{"prompt": s["caption"], "group": "held-out combination, two"} for s in samples("heldout", 2, 50, 4)]
     )
+    # A second draw of two-object prompts (other seeds, none in the first), to show how much
+    # the two-object figures move from one draw of 50-100 prompts to the next.
+    first = {e["prompt"] for e in heldout}
+    draw2 = ([{"prompt": s["caption"], "group": "two objects"} for s in samples("test", 2, 100, 12) if s["caption"] not in first]
+             + [{"prompt": s["caption"], "group": "held-out combination, two"} for s in samples("heldout", 2, 80, 14)
+                if s["caption"] not in first])
     rng = np.random.default_rng(5)
     canonical = samples("test", 1, 100, 6)
     paraphrases = ([{"prompt": s["caption"], "group": "canonical"} for s in canonical]
@@ -83,7 +90,12 @@ def main() -> None:
         else:
             negative.append({"prompt": f"a large {colour} shape in the center", "caption": f"a large {colour} shape in the center",
                              "negative_prompt": shape, "absent": {"shape": shape}, "group": "negative shape"})
-    for name, entries in (("shapes-heldout", heldout), ("shapes-paraphrases", paraphrases), ("shapes-negative", negative)):
+    # The same shapes named the way training captions name them, to tell a model that ignores
+    # shape words from one that only ignores a bare word.
+    negative += [{**e, "negative_prompt": f"a large {e['negative_prompt']} in the center", "group": "negative shape, as a caption"}
+                 for e in negative if e["group"] == "negative shape"]
+    for name, entries in (("shapes-heldout", heldout), ("shapes-two-objects-draw2", draw2), ("shapes-paraphrases", paraphrases),
+                          ("shapes-negative", negative)):
         path = OUT / f"{name}.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in entries))
         print(f"{path}: {len(entries)} prompts")

@@ -4,7 +4,7 @@
         toolkit eval --model $m --out docs/results/$m.json
     done
     for m in ldm-shapes ldm-shapes-minilm; do
-        for p in heldout paraphrases; do
+        for p in heldout two-objects-draw2 paraphrases; do
             toolkit eval --model $m --prompts configs/prompts/shapes-$p.jsonl --images-per-prompt 1 --out docs/results/$m-$p.json
         done
         toolkit eval --model $m --prompts configs/prompts/shapes-negative.jsonl --images-per-prompt 5 --out docs/results/$m-negative.json
@@ -52,16 +52,17 @@ CHECKS = ("shape", "colour", "size", "position", "count", "binding", "all_correc
 def prompt_tables() -> None:
     """Text-to-image: the shapes evaluator's checks per prompt group, paraphrases against
     their canonical wording, and negative prompts."""
-    reports = {(m, p): json.loads(path.read_text()) for m in TEXT_MODELS for p in ("heldout", "paraphrases", "negative")
+    reports = {(m, p): json.loads(path.read_text()) for m in TEXT_MODELS for p in ("heldout", "two-objects-draw2", "paraphrases", "negative")
                if (path := RESULTS / f"{m}-{p}.json").is_file()}
     if not reports:
         return
     print("\n| model | prompts | images | shape | colour | size | position | count | binding | all right | CLIP score | seconds |")
     print("|" + " --- |" * 12)
-    for model, r in of_kind(reports, "heldout"):
+    for (model, r), draw in [(each, "") for each in of_kind(reports, "heldout")] + [
+            (each, ", second draw") for each in of_kind(reports, "two-objects-draw2")]:
         for group, g in r["groups"].items():
             cells = [percent(g.get(c)) for c in CHECKS]
-            print(f"| `{model}` | {group} ({g['prompts']}) | {g['images']} | " + " | ".join(cells)
+            print(f"| `{model}` | {group}{draw} ({g['prompts']}) | {g['images']} | " + " | ".join(cells)
                   + f" | {number(g.get('clip_score'))} | {r['seconds']:.0f} |")
     print("\n| model | wording | prompts | shape | colour | size | position | all right | gap to canonical |")
     print("|" + " --- |" * 9)
