@@ -185,13 +185,18 @@ def test_two_processes_gloo_identical_weights_and_rank0_only_outputs(plugin_site
 def test_ctrl_c_stops_with_one_line_and_intact_checkpoints(plugin_site, home, tmp_path):
     run = tmp_path / "run"
     path = write_config(tmp_path / "i.yaml", run, train={"steps": 100000, "grad_accum": 1}, output={"checkpoint_every": 2, "dir": str(run)})
-    process = subprocess.Popen([sys.executable, "-m", "toolkit", "train", str(path)], env=_env(plugin_site, home),
+    process = subprocess.Popen([sys.executable, "-m", "toolkit", "train", str(path)], env={**_env(plugin_site, home), "PYTHONFAULTHANDLER": "1"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not complete_checkpoints(run):
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # say where it hung: faulthandler prints every thread on SIGABRT
+        process.send_signal(signal.SIGABRT)
+        _, err = process.communicate(timeout=30)
+        pytest.fail(f"training did not stop within 60 s of Ctrl-C; where it was:\n{err[-8000:]}")
     assert process.returncode == 130
     assert "interrupted; the checkpoints in" in err and "Traceback" not in err
     verify_checkpoint(complete_checkpoints(run)[-1])

@@ -21,7 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,14 +164,32 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(dump_yaml(self.config, self.model_config))
         acc.init_trackers("train", config=_flat(self.config.model_dump(mode="json")))
         metrics_path = self.run_dir / "metrics.jsonl"
-        started, steps_at_start, micro = time.perf_counter(), self.state.step, []
+        started, steps_at_start = time.perf_counter(), self.state.step
         last = min(t.steps, steps_at_start + stop_after) if stop_after else t.steps
         task = self.progress.add_task(f"training {self.config.name}", total=t.steps, completed=self.state.step) if self.progress else None
 
+        with _ctrl_c_between_batches() as interrupted:
+            self._loop(steps_at_start, last, started, task, metrics_path, interrupted)
+        self.check_replicas_agree()
+        exported = None
+        if self.state.step < t.steps:
+            acc.print(f"stopped at step {self.state.step} of {t.steps}; continue with --resume latest")
+        elif acc.is_main_process:
+            exported = self.export()
+        acc.end_training()  # closes trackers and the process group: collectives end before it
+        return exported
+
+    def _loop(self, steps_at_start: int, last: int, started: float, task: Any, metrics_path: Path,
+              interrupted: threading.Event) -> None:
+        """Optimizer steps until ``last``, with logs, samples and checkpoints on their schedules."""
+        acc, t, out = self.accelerator, self.config.train, self.config.output
+        micro: list[Any] = []  # the batches of one optimizer step (train.grad_accum)
         while self.state.step < t.steps:
             loader = acc.skip_first_batches(self.loader, self.state.batches_in_epoch) if self.state.batches_in_epoch else self.loader
             loader.set_epoch(self.state.epoch)  # accelerate's loaders pass it on to our EpochSampler
             for batch in loader:
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
                 self.state.batches_in_epoch += 1
                 micro.append(batch)
                 if len(micro) < t.grad_accum:
@@ -200,14 +222,6 @@ class Trainer:
                 self.state.batches_in_epoch = 0
             if self.state.step >= last:
                 break
-        self.check_replicas_agree()
-        exported = None
-        if self.state.step < t.steps:
-            acc.print(f"stopped at step {self.state.step} of {t.steps}; continue with --resume latest")
-        elif acc.is_main_process:
-            exported = self.export()
-        acc.end_training()  # closes trackers and the process group: collectives end before it
-        return exported
 
     def check_replicas_agree(self) -> str:
         """Data-parallel processes must end with identical weights; a mismatch means the
@@ -327,3 +341,25 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return flat
+
+
+@contextmanager
+def _ctrl_c_between_batches() -> Iterator[threading.Event]:
+    """Ctrl-C sets an event that the training loop reads before each batch, where stopping
+    leaves the checkpoints whole. A KeyboardInterrupt raised inside a finalizer (``__del__``)
+    is printed and swallowed, and training went on (a test run once did not stop); an event
+    cannot be lost. A second Ctrl-C interrupts at once."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # only the main thread can take signals
+        return
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
