@@ -121,8 +121,13 @@ def against_diffusers(model, repeats: int) -> list[dict]:
             gap = {mode: (runs[mode](0) - reference).abs().max().item() * 127.5 for mode in ("same work", "as used")}
         for mode in ("same work", "as used"):
             a, b = median[mode], median["diffusers"]
+            # Each round's two runs are seconds apart, so their ratio cancels the slow drift of
+            # a shared machine's load that the medians of each column keep.
+            paired = sorted(x / y for x, y in zip(times[mode][1:], times["diffusers"][1:]))
+            quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
             rows.append({"batch": n, "mode": mode, "ours_s": a, "diffusers_s": b, "ratio": a / b,
-                         "ratio_by_cpu_time": median_cpu[mode] / median_cpu["diffusers"], "ours_images_per_s": n / a,
+                         "ratio_by_cpu_time": median_cpu[mode] / median_cpu["diffusers"],
+                         "paired_ratio_median": quartiles[1], "paired_ratio_quartiles": [quartiles[0], quartiles[2]], "ours_images_per_s": n / a,
                          "diffusers_images_per_s": n / b, "ours_runs_s": times[mode][1:], "diffusers_runs_s": times["diffusers"][1:],
                          "max_pixel_difference_levels": gap[mode]})
     rows.append({"text_encoding_s": statistics.median(encode)})
@@ -173,11 +178,14 @@ def main() -> None:
                + [e for e in entries if e["group"] == "two objects"][: args.prompts])
     print(f"# {args.model}, {args.threads} threads, torch {torch.__version__}")
     speed = against_diffusers(model, args.repeats)
-    print("\n| batch | ours | ours (s) | diffusers' pipeline (s) | ours / diffusers | by CPU time | ours images/s | diffusers images/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| batch | ours | ours (s) | diffusers' pipeline (s) | ours / diffusers | by CPU time | paired, median (quartiles) "
+          "| ours images/s | diffusers images/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in speed[:-1]:
+        low, high = row["paired_ratio_quartiles"]
         print(f"| {row['batch']} | {row['mode']} | {row['ours_s']:.3f} | {row['diffusers_s']:.3f} | {row['ratio']:.2f}x | "
-              f"{row['ratio_by_cpu_time']:.2f}x | {row['ours_images_per_s']:.2f} | {row['diffusers_images_per_s']:.2f} |")
+              f"{row['ratio_by_cpu_time']:.2f}x | {row['paired_ratio_median']:.2f}x ({low:.2f}-{high:.2f}) | "
+              f"{row['ours_images_per_s']:.2f} | {row['diffusers_images_per_s']:.2f} |")
     gaps = ", ".join(f"{row['mode']} at batch {row['batch']} {row['max_pixel_difference_levels']:.1f}" for row in speed[:-1])
     print(f"\nlargest pixel difference from diffusers' images, in levels of 255: {gaps}")
     print(f"\ntext encoding, one prompt: {speed[-1]['text_encoding_s'] * 1000:.1f} ms\n")
