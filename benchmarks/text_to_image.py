@@ -71,13 +71,6 @@ def theirs(pipe, text, uncond, n: int, steps: int, scale: float, seed: int, size
                 output_type="pt").images
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    with torch.inference_mode():
-        fn()
-    return time.perf_counter() - start
-
-
 def timed_both(fn) -> tuple[float, float]:
     """Wall-clock and CPU seconds (all threads) of one call: on a shared virtual machine the
     CPU time moves less with the neighbours' load than the wall clock does."""
@@ -85,6 +78,10 @@ def timed_both(fn) -> tuple[float, float]:
     with torch.inference_mode():
         fn()
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def timed(fn) -> float:
+    return timed_both(fn)[0]
 
 
 def against_diffusers(model, repeats: int) -> list[dict]:

@@ -169,7 +169,9 @@ def load_text_conditioner(config: LDMConfig, base: Path | None) -> TextCondition
     cls = get_registry().get("conditioners", config.text_conditioner)
     if not issubclass(cls, TextConditioner):
         raise ConfigError(f"conditioner '{config.text_conditioner}' is not a text encoder; use text-clip or text-hf")
-    return cls.load(base, {"text_encoder": config.text_encoder, "text_phrases": config.text_phrases})
+    conditioner = cls.load(base, {"text_encoder": config.text_encoder})
+    conditioner.phrase_slots = config.text_phrases
+    return conditioner
 
 
 def _load_diffusers(cls: Any, folder: Path, what: str) -> nn.Module:
@@ -231,8 +233,8 @@ class LDMGenerator(Generator, Trainable):
         vae = _load_diffusers(AutoencoderKL, folder / "vae", "autoencoder").to(device)
         if config.stage == "autoencoder":
             return cls(config, vae=vae, size=size)
-        # oneDNN's CPU convolutions run faster on channels-last weights: one 64x64 image at 20
-        # steps took 15% less time on 2 cores (benchmarks/text_to_image.py), with the same pixels.
+        # oneDNN's CPU convolutions run faster on channels-last weights: one UNet call at batch 2
+        # took 29 ms instead of 33 ms on 2 cores, with the same pixels (docs/results.md, Speed).
         unet = _load_diffusers(UNet2DConditionModel, folder / "unet", "denoiser").to(device, memory_format=torch.channels_last)
         text = load_text_conditioner(config, folder)
         adapter = build_text_adapter(config, text.token_dim)

@@ -163,13 +163,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(dump_yaml(self.config, self.model_config))
         acc.init_trackers("train", config=_flat(self.config.model_dump(mode="json")))
-        metrics_path = self.run_dir / "metrics.jsonl"
-        started, steps_at_start = time.perf_counter(), self.state.step
-        last = min(t.steps, steps_at_start + stop_after) if stop_after else t.steps
-        task = self.progress.add_task(f"training {self.config.name}", total=t.steps, completed=self.state.step) if self.progress else None
-
+        last = min(t.steps, self.state.step + stop_after) if stop_after else t.steps
         with _ctrl_c_between_batches() as interrupted:
-            self._loop(steps_at_start, last, started, task, metrics_path, interrupted)
+            self._loop(last, interrupted)
         self.check_replicas_agree()
         exported = None
         if self.state.step < t.steps:
@@ -179,10 +175,13 @@ class Trainer:
         acc.end_training()  # closes trackers and the process group: collectives end before it
         return exported
 
-    def _loop(self, steps_at_start: int, last: int, started: float, task: Any, metrics_path: Path,
-              interrupted: threading.Event) -> None:
-        """Optimizer steps until ``last``, with logs, samples and checkpoints on their schedules."""
+    def _loop(self, last: int, interrupted: threading.Event) -> None:
+        """Optimizer steps until step ``last``, with logs, samples and checkpoints on their
+        schedules; raises KeyboardInterrupt before the next batch once ``interrupted`` is set."""
         acc, t, out = self.accelerator, self.config.train, self.config.output
+        metrics_path = self.run_dir / "metrics.jsonl"
+        started, steps_at_start = time.perf_counter(), self.state.step
+        task = self.progress.add_task(f"training {self.config.name}", total=t.steps, completed=self.state.step) if self.progress else None
         micro: list[Any] = []  # the batches of one optimizer step (train.grad_accum)
         while self.state.step < t.steps:
             loader = acc.skip_first_batches(self.loader, self.state.batches_in_epoch) if self.state.batches_in_epoch else self.loader
