@@ -169,9 +169,8 @@ def load_text_conditioner(config: LDMConfig, base: Path | None) -> TextCondition
     cls = get_registry().get("conditioners", config.text_conditioner)
     if not issubclass(cls, TextConditioner):
         raise ConfigError(f"conditioner '{config.text_conditioner}' is not a text encoder; use text-clip or text-hf")
-    conditioner = cls.load(base, {"text_encoder": config.text_encoder})
-    conditioner.phrase_slots = config.text_phrases
-    return conditioner
+    # The pipeline loads conditioners from the model's config.json the same way (toolkit/pipeline.py).
+    return cls.load(base, {"text_encoder": config.text_encoder, "text_phrases": config.text_phrases})
 
 
 def _load_diffusers(cls: Any, folder: Path, what: str) -> nn.Module:

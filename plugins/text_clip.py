@@ -145,7 +145,9 @@ class TextClipConditioner(TextConditioner, Trainable):
     @classmethod
     def load(cls, model_folder: Path | None, config: dict[str, Any]) -> TextClipConditioner:
         spec = config.get("text_encoder") or {"path": "text_encoder"}
-        return cls(*cached_open_clip(spec, model_folder))
+        conditioner = cls(*cached_open_clip(spec, model_folder))
+        conditioner.phrase_slots = int(config.get("text_phrases", 1))
+        return conditioner
 
     @classmethod
     def from_folder(cls, folder: Path) -> TextClipConditioner:

@@ -87,7 +87,9 @@ class TextHFConditioner(TextConditioner):
     @classmethod
     def load(cls, model_folder: Path | None, config: dict[str, Any]) -> TextHFConditioner:
         spec = config.get("text_encoder") or {"path": "text_encoder"}
-        return cls(*_load(str(resolve_folder(spec, model_folder))), int(spec.get("max_length", DEFAULT_MAX_LENGTH)))
+        conditioner = cls(*_load(str(resolve_folder(spec, model_folder))), int(spec.get("max_length", DEFAULT_MAX_LENGTH)))
+        conditioner.phrase_slots = int(config.get("text_phrases", 1))
+        return conditioner
 
     @property
     def token_dim(self) -> int:
