@@ -1,7 +1,7 @@
 """Generator speed: our DDPM UNet against diffusers' UNet2DModel, and every sampler.
 
 1. Training throughput: images/s for one forward + backward + AdamW step at batch 64,
-   fp32 on the CPU, for our UNet (plugins/ddpm.py) with the architectures in
+   fp32 on the CPU, for our UNet as the `ddpm` generator trains it (plugins/ddpm.py) with the architectures in
    ARCHITECTURES below and for diffusers' `UNet2DModel` built to the same design (same
    widths, levels, attention and class embedding, so the parameter counts match). The
    two models alternate, A/B then B/A, so background load hits both alike; figures are
@@ -40,7 +40,7 @@ from toolkit.components import Conditioning, GenerateArgs
 from toolkit.errors import UnknownNameError
 from toolkit.plugins import get_registry
 from toolkit.store import find_model, load_generator
-from toolkit_plugins.ddpm import DDPMConfig, UNet
+from toolkit_plugins.ddpm import DDPMConfig, DDPMGenerator
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,10 @@ SAMPLED_MODELS = ["ddpm-digits", "ddpm-shapes"]  # shipped models to sample from
 
 
 def our_unet(arch: Architecture) -> nn.Module:
+    """Our UNet as the `ddpm` generator builds it for training (in its memory format)."""
     config = DDPMConfig(channels=arch.channels, channel_mults=arch.channel_mults,
                         attention_levels=arch.attention_levels, layers_per_level=arch.layers_per_level)
-    return UNet(config, arch.num_classes)
+    return DDPMGenerator(config, num_classes=arch.num_classes, size=arch.size).unet
 
 
 def diffusers_unet(arch: Architecture) -> nn.Module:

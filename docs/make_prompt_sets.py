@@ -3,7 +3,7 @@
     configs/prompts/shapes-heldout.jsonl      350 prompts from the test and held-out splits
     configs/prompts/shapes-two-objects-draw2.jsonl  173 more two-object prompts, a second draw
     configs/prompts/shapes-paraphrases.jsonl  reworded prompts, each with its canonical caption
-    configs/prompts/shapes-negative.jsonl     short prompts with and without a negative prompt (60)
+    configs/prompts/shapes-negative.jsonl     short prompts with and without a negative prompt (80)
 
 Deterministic: `python docs/make_prompt_sets.py` rewrites the same files.
 """
@@ -93,6 +93,11 @@ def main() -> None:
     # The same shapes named the way training captions name them, to tell a model that ignores
     # shape words from one that only ignores a bare word.
     negative += [{**e, "negative_prompt": f"a large {e['negative_prompt']} in the center", "group": "negative shape, as a caption"}
+                 for e in negative if e["group"] == "negative shape"]
+    # And as the prompt itself with the shape filled in: guidance then pushes along exactly
+    # the difference between the two, the shape, and not also away from a colour.
+    negative += [{**e, "negative_prompt": e["prompt"].replace(" shape ", f" {e['absent']['shape']} "),
+                  "group": "negative shape, as the prompt with it named"}
                  for e in negative if e["group"] == "negative shape"]
     for name, entries in (("shapes-heldout", heldout), ("shapes-two-objects-draw2", draw2), ("shapes-paraphrases", paraphrases),
                           ("shapes-negative", negative)):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from toolkit.prompt_eval import summarise
+
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["ddpm-digits", "gan-digits", "vae-digits", "ddpm-shapes", "gan-shapes", "vae-shapes"]
 
@@ -72,12 +74,14 @@ def prompt_tables() -> None:
             gap = "-" if group == "canonical" else f"{100 * (g['all_correct'] - canonical.get('all_correct', 0)):+.1f} points"
             print(f"| `{model}` | {group} | {g['prompts']} | " + " | ".join(percent(g.get(c)) for c in CHECKS[:4])
                   + f" | {percent(g.get('all_correct'))} | {gap} |")
-    print("\n| model | negative prompt names a | prompts | images showing it, without the negative prompt | with it |")
-    print("|" + " --- |" * 5)
+    print("\n| model | negative prompt names a | prompts | images showing it, without the negative prompt | with it "
+          "| of those showing it, gone with the negative (same seed) |")
+    print("|" + " --- |" * 6)
     for model, r in of_kind(reports, "negative"):
-        for group, g in r["groups"].items():
+        for group, g in summarise(r["rows"]).items():  # recomputed, so older reports get the paired figure too
+            removed = f"{percent(g.get('removed_by_negative'))} of {g.get('shown_without_negative', 0)}"
             print(f"| `{model}` | {group.removeprefix('negative ')} | {g['prompts']} | {percent(g.get('present_without_negative'))} "
-                  f"| {percent(g.get('present_with_negative'))} |")
+                  f"| {percent(g.get('present_with_negative'))} | {removed} |")
 
 
 def of_kind(reports: dict, kind: str) -> list[tuple[str, dict]]:

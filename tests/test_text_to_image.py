@@ -571,3 +571,18 @@ def test_eval_command_on_a_text_model(stages, home, tmp_path):
     assert report["groups"]["single object"]["images"] == 1 and report["steps"] == 2
     missing = invoke("eval", "--model", str(stages.denoiser), "--prompts", str(tmp_path / "nope.jsonl"))
     assert missing.exit_code == 1 and "prompt file not found" in missing.output
+
+
+def test_negative_prompt_pairs_count_only_images_that_showed_the_attribute():
+    from toolkit.prompt_eval import summarise
+
+    # Same seed with and without the negative prompt: the first prompt showed red twice and
+    # lost it once; the second never drew red, so it says nothing about removal.
+    rows = [{"group": "neg", "checks": [], "present_without_negative": [True, True, False],
+             "present_with_negative": [False, True, True]},
+            {"group": "neg", "checks": [], "present_without_negative": [False, False, False],
+             "present_with_negative": [False, False, False]}]
+    summary = summarise(rows)["neg"]
+    assert summary["shown_without_negative"] == 2
+    assert summary["removed_by_negative"] == pytest.approx(0.5)
+    assert summary["present_without_negative"] == pytest.approx(2 / 6) and summary["present_with_negative"] == pytest.approx(2 / 6)

@@ -148,5 +148,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             values = [v for row in members for v in row.get(key, [])]
             if values:
                 summary[key] = float(np.mean(values))
+        # Each image with the negative prompt starts from the same noise as its twin without
+        # it, so pairs say what the negative removed from images that showed the attribute;
+        # a share over all images is diluted by prompts that rarely draw it anyway.
+        pairs = [(a, b) for row in members
+                 for a, b in zip(row.get("present_without_negative", []), row.get("present_with_negative", []))]
+        shown = [with_it for without, with_it in pairs if without]
+        if shown:
+            summary["shown_without_negative"] = len(shown)
+            summary["removed_by_negative"] = 1 - float(np.mean(shown))
         groups[name] = summary
     return groups
