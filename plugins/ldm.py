@@ -539,7 +539,7 @@ def _without_padding(emb: TextEmbedding) -> TextEmbedding:
 
 
 def _half(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.half().contiguous() for k, v in module.state_dict().items()}  # safetensors stores row-major only
+    return {k: v.half() for k, v in module.state_dict().items()}  # save_model_folder makes them contiguous
 
 
 def _to(emb: TextEmbedding, device: Any) -> TextEmbedding:
