@@ -9,6 +9,7 @@
         done
         toolkit eval --model $m --prompts configs/prompts/shapes-negative.jsonl --images-per-prompt 5 --out docs/results/$m-negative.json
     done
+    toolkit eval --model ldm-shapes --prompts configs/prompts/shapes-heldout.jsonl --images-per-prompt 4 --out docs/results/ldm-shapes-heldout-x4.json
     python docs/make_results_table.py
 """
 
@@ -18,6 +19,7 @@ import json
 from pathlib import Path
 
 from toolkit.prompt_eval import summarise
+from toolkit_plugins.shapes import parse_caption
 
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["ddpm-digits", "gan-digits", "vae-digits", "ddpm-shapes", "gan-shapes", "vae-shapes"]
@@ -54,18 +56,22 @@ CHECKS = ("shape", "colour", "size", "position", "count", "binding", "all_correc
 def prompt_tables() -> None:
     """Text-to-image: the shapes evaluator's checks per prompt group, paraphrases against
     their canonical wording, and negative prompts."""
-    reports = {(m, p): json.loads(path.read_text()) for m in TEXT_MODELS for p in ("heldout", "two-objects-draw2", "paraphrases", "negative")
+    reports = {(m, p): json.loads(path.read_text()) for m in TEXT_MODELS
+               for p in ("heldout", "heldout-x4", "two-objects-draw2", "paraphrases", "negative")
                if (path := RESULTS / f"{m}-{p}.json").is_file()}
     if not reports:
         return
+    scored = [(each, label) for kind, label in (("heldout", ""), ("heldout-x4", ", 4 images each"),
+                                                ("two-objects-draw2", ", second draw"))
+              for each in of_kind(reports, kind)]
     print("\n| model | prompts | images | shape | colour | size | position | count | binding | all right | CLIP score | seconds |")
     print("|" + " --- |" * 12)
-    for (model, r), draw in [(each, "") for each in of_kind(reports, "heldout")] + [
-            (each, ", second draw") for each in of_kind(reports, "two-objects-draw2")]:
+    for (model, r), draw in scored:
         for group, g in r["groups"].items():
             cells = [percent(g.get(c)) for c in CHECKS]
             print(f"| `{model}` | {group}{draw} ({g['prompts']}) | {g['images']} | " + " | ".join(cells)
                   + f" | {number(g.get('clip_score'))} | {r['seconds']:.0f} |")
+    pair_table(scored)
     print("\n| model | wording | prompts | shape | colour | size | position | all right | gap to canonical |")
     print("|" + " --- |" * 9)
     for model, r in of_kind(reports, "paraphrases"):
@@ -82,6 +88,29 @@ def prompt_tables() -> None:
             removed = f"{percent(g.get('removed_by_negative'))} of {g.get('shown_without_negative', 0)}"
             print(f"| `{model}` | {group.removeprefix('negative ')} | {g['prompts']} | {percent(g.get('present_without_negative'))} "
                   f"| {percent(g.get('present_with_negative'))} | {removed} |")
+
+
+def pair_table(reports: list[tuple[tuple[str, dict], str]]) -> None:
+    """Two-object prompts split by what their objects share: two shapes alike leave only
+    colour, size and place to tell the objects apart, the hardest binding."""
+    print("\n| model | prompts | both the same shape | the same colour | nothing alike |")
+    print("|" + " --- |" * 5)
+    for (model, r), draw in reports:
+        counts: dict[tuple[str, str], list[int]] = {}
+        for line in r["rows"]:
+            objects = parse_caption(line["caption"])
+            if len(objects) != 2:
+                continue
+            a, b = objects
+            kind = "shape" if a.shape == b.shape else "colour" if a.colour == b.colour else "none"
+            tally = counts.setdefault((line["group"], kind), [0, 0, 0])
+            tally[0] += sum(check["all_correct"] for check in line["checks"])
+            tally[1] += len(line["checks"])
+            tally[2] += 1
+        for group in dict.fromkeys(g for g, _ in counts):
+            cells = ["-" if (t := counts.get((group, k))) is None else f"{100 * t[0] / t[1]:.0f}% of {t[2]}"
+                     + ("" if t[1] == t[2] else f" ({t[1]} images)") for k in ("shape", "colour", "none")]
+            print(f"| `{model}` | {group}{draw} | " + " | ".join(cells) + " |")
 
 
 def of_kind(reports: dict, kind: str) -> list[tuple[str, dict]]:

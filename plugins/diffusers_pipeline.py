@@ -23,6 +23,7 @@ import torch
 
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Generator, TextConditioner, TextEmbedding
+from toolkit.cross_attention import reuse_text_keys, text_keys_kwargs
 from toolkit.diffusion import VPDenoiser
 from toolkit.errors import ModelError
 
@@ -167,9 +168,11 @@ class DiffusersGenerator(Generator):
                                          text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
             extra = {"text_embeds": torch.cat([text.pooled, uncond.pooled]).to(device), "time_ids": ids.repeat(2 * n, 1).to(device)}
 
+        once = text_keys_kwargs() if reuse_text_keys(pipe.unet) else None  # the prompt's keys projected once per run
+
         def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             out = pipe.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), encoder_hidden_states=tokens,
-                            added_cond_kwargs=extra or None).sample
+                            added_cond_kwargs=extra or None, cross_attention_kwargs=once).sample
             cond_out, free = out.chunk(2)
             return free + scale * (cond_out - free)
 

@@ -45,6 +45,7 @@ from torch import nn
 from toolkit import hookimpl
 from toolkit.components import (Conditioning, Dataset, GenerateArgs, Generator, Phase, TextConditioner,
                                 TextEmbedding, Trainable, TrainContext)
+from toolkit.cross_attention import reuse_text_keys, text_keys_kwargs
 from toolkit.diffusion import VPDenoiser, beta_schedule
 from toolkit.data import evaluation_samples, evaluation_split
 from toolkit.errors import ConfigError, ModelError
@@ -288,9 +289,12 @@ class LDMGenerator(Generator, Trainable):
             text = self.adapt(text, self.text_adapter)
             uncond = None if uncond is None else self.adapt(uncond, self.text_adapter)
 
+        # Every call of this run passes the same tokens, so their keys and values are projected once.
+        once = text_keys_kwargs() if reuse_text_keys(unet) else None
+
         def call(x_t: torch.Tensor, t: torch.Tensor, emb: TextEmbedding, classes: torch.Tensor | None) -> torch.Tensor:
             return unet(x_t, t, encoder_hidden_states=emb.tokens, encoder_attention_mask=emb.attention_mask,
-                        class_labels=classes).sample
+                        class_labels=classes, cross_attention_kwargs=once).sample
 
         guided = uncond is not None and guidance_scale != 1.0
         if guided:  # prompt and guidance target in one batch, joined once rather than at every step
