@@ -20,6 +20,7 @@
     python benchmarks/text_to_image.py                     # ldm-shapes, 2 threads
     python benchmarks/text_to_image.py --model ldm-shapes-minilm --prompts 40
     python benchmarks/text_to_image.py --quick             # smoke run
+    python benchmarks/text_to_image.py --speed-only --batches 1 --repeats 100
 
 The tables print as markdown, ready for docs/results.md.
 """
@@ -100,10 +101,10 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return (ordered[k - 1], ordered[n - k]) if k else None
 
 
-def against_diffusers(model, repeats: int) -> list[dict]:
-    """Ours and diffusers' loop, alternating, for one image and a batch of 16. Ours runs twice:
+def against_diffusers(model, repeats: int, batches: list[int]) -> list[dict]:
+    """Ours and diffusers' loop, alternating, at each batch size. Ours runs twice:
     as `toolkit generate` runs it (the prompt's attention mask, positions every prompt masks
-    dropped: about 9 of 64 keys for the prompt below) and without the mask, attending to all
+    dropped: 9 of 64 keys are left for the prompt below) and without the mask, attending to all
     64 token states as diffusers' pipeline does (it takes no mask), so the same work."""
     registry = get_registry()
     sampler = registry.get("samplers", "dpmpp-2m")
@@ -112,7 +113,7 @@ def against_diffusers(model, repeats: int) -> list[dict]:
     prompt = "a large green triangle in the center"
     rows = []
     encode = [timed(lambda: model.text.embed_prompts([prompt])) for _ in range(repeats)]
-    for n in (1, 16):
+    for n in batches:
         text, uncond = model.text.encode(prompt, n=n, height=64, width=64), model.text.encode("", n=n, height=64, width=64)
         unmasked = [TextEmbedding(e.tokens, e.pooled, None) for e in (text, uncond)]
         with torch.no_grad():
@@ -181,6 +182,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, few prompts, 4 and 8 steps")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--speed-only", action="store_true", help="only ours against diffusers' loop, no sampler table")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], metavar="N",
+                        help="batch sizes for ours against diffusers' loop (default: 1 16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -191,7 +194,7 @@ def main() -> None:
     prompts = ([e for e in entries if e["group"] == "single object"][: args.prompts]
                + [e for e in entries if e["group"] == "two objects"][: args.prompts])
     print(f"# {args.model}, {args.threads} threads, torch {torch.__version__}")
-    speed = against_diffusers(model, args.repeats)
+    speed = against_diffusers(model, args.repeats, args.batches)
     print("\n| batch | ours | ours (s) | diffusers' pipeline (s) | ours / diffusers | by CPU time | paired, median (quartiles) "
           "| paired median, 95% interval | ours images/s | diffusers images/s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
