@@ -10,11 +10,13 @@ generators.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+if TYPE_CHECKING:  # diffusers is imported when a UNet is, not when the plugins load (about 2 s)
+    from diffusers.models.attention_processor import Attention
 
 
 class TextKeysOnce:
@@ -26,6 +28,8 @@ class TextKeysOnce:
     ``AttnProcessor2_0`` unchanged."""
 
     def __init__(self) -> None:
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
         self.plain = AttnProcessor2_0()
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
@@ -61,6 +65,8 @@ def reuse_text_keys(unet: torch.nn.Module) -> bool:
     """Give each of the UNet's attention layers that runs diffusers' default processor a
     ``TextKeysOnce`` (a custom processor, such as an IP-Adapter's, is left alone). True when
     every layer has one, so that passing ``cross_attention_kwargs=text_keys_kwargs()`` is safe."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
     layers = [m for m in unet.modules() if isinstance(m, Attention)]
     for layer in layers:
         if type(layer.processor) is AttnProcessor2_0:
