@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from toolkit import hookimpl
 from toolkit.components import Dataset
@@ -33,6 +31,8 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
     Cached: every split and size of every instance reads the same small array.
     """
+    from sklearn.datasets import load_digits  # here, not at plugin load: scikit-learn takes a second to import
+
     data = load_digits()
     return data.images.astype(np.float32) / 16.0, data.target.astype(np.int64)
 
@@ -62,6 +62,8 @@ class DigitsDataset(Dataset):
                 f"dataset 'digits': test_fraction must be between 0.05 and 0.95, not {test_fraction}"
             )
         super().__init__(split, size=size, seed=seed)
+        from sklearn.model_selection import train_test_split
+
         scans, digits = _digits()
         train, test = train_test_split(np.arange(len(digits)), test_size=test_fraction, random_state=seed,
                                        stratify=digits)

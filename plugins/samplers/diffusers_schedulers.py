@@ -9,25 +9,27 @@ comes from ``sigmas``; their spacing is the scheduler's own.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any, Callable
 
 import torch
-from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
 
 from toolkit.errors import UnsupportedRequestError
 
-# Which space each scheduler's `sample` lives in: "ve" = x_0 + sigma * eps, "vp" = x_t.
-SCHEDULERS: dict[str, tuple[type, str, dict[str, Any], str]] = {
-    "dpmpp-2m": (DPMSolverMultistepScheduler, "vp", {"algorithm_type": "dpmsolver++", "solver_order": 2},
+# The scheduler class by name: diffusers is imported at the first sampling run, not when the
+# plugins load (about 2.5 s of every `toolkit` command). Which space each scheduler's
+# `sample` lives in: "ve" = x_0 + sigma * eps, "vp" = x_t.
+SCHEDULERS: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    "dpmpp-2m": ("DPMSolverMultistepScheduler", "vp", {"algorithm_type": "dpmsolver++", "solver_order": 2},
                  "DPM-Solver++(2M) from diffusers (Lu et al. 2022)"),
-    "euler": (EulerDiscreteScheduler, "ve", {}, "Euler from diffusers (Karras et al. 2022)"),
-    "unipc": (UniPCMultistepScheduler, "vp", {"solver_order": 2}, "UniPC from diffusers (Zhao et al. 2023)"),
+    "euler": ("EulerDiscreteScheduler", "ve", {}, "Euler from diffusers (Karras et al. 2022)"),
+    "unipc": ("UniPCMultistepScheduler", "vp", {"solver_order": 2}, "UniPC from diffusers (Zhao et al. 2023)"),
 }
 
 
 def make_sampler(name: str) -> Callable[..., torch.Tensor]:
-    scheduler_cls, space, options, _ = SCHEDULERS[name]
+    class_name, space, options, _ = SCHEDULERS[name]
 
     @torch.no_grad()
     def sample(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor,
@@ -38,6 +40,7 @@ def make_sampler(name: str) -> Callable[..., torch.Tensor]:
         if alphas_cumprod is None:
             raise UnsupportedRequestError(f"sampler '{name}' needs a model with a discrete training schedule; use ddim or ddpm")
         previous = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+        scheduler_cls = getattr(importlib.import_module("diffusers"), class_name)
         scheduler = scheduler_cls(
             num_train_timesteps=len(alphas_cumprod), trained_betas=(1 - alphas_cumprod / previous).tolist(),
             prediction_type="sample", timestep_spacing="trailing", **options,
