@@ -233,8 +233,9 @@ class LDMGenerator(Generator, Trainable):
         vae = _load_diffusers(AutoencoderKL, folder / "vae", "autoencoder").to(device)
         if config.stage == "autoencoder":
             return cls(config, vae=vae, size=size)
-        # oneDNN's CPU convolutions run faster on channels-last weights: one UNet call at batch 2
-        # took 29 ms instead of 33 ms on 2 cores, with the same pixels (docs/results.md, Speed).
+        # oneDNN's CPU convolutions can run faster on channels-last weights, with the same pixels:
+        # one UNet call at batch 2 on 2 cores took 29 ms instead of 33 in one session, and was
+        # within 2% either way in a later one (docs/results.md, Speed).
         unet = _load_diffusers(UNet2DConditionModel, folder / "unet", "denoiser").to(device, memory_format=torch.channels_last)
         text = load_text_conditioner(config, folder)
         adapter = build_text_adapter(config, text.token_dim)
