@@ -140,8 +140,8 @@ def against_diffusers(model, repeats: int, batches: list[int]) -> list[dict]:
             paired = sorted(x / y for x, y in zip(times[mode][1:], times["diffusers"][1:]))
             quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
             interval = median_interval(paired)
-            rows.append({"batch": n, "mode": mode, "ours_s": a, "diffusers_s": b, "ratio": a / b, "paired_ratio_median_95ci": interval,
-                         "ratio_by_cpu_time": median_cpu[mode] / median_cpu["diffusers"],
+            rows.append({"batch": n, "mode": mode, "ours_s": a, "diffusers_s": b, "ratio": a / b,
+                         "paired_ratio_median_95ci": interval, "ratio_by_cpu_time": median_cpu[mode] / median_cpu["diffusers"],
                          "paired_ratio_median": quartiles[1], "paired_ratio_quartiles": [quartiles[0], quartiles[2]], "ours_images_per_s": n / a,
                          "diffusers_images_per_s": n / b, "ours_runs_s": times[mode][1:], "diffusers_runs_s": times["diffusers"][1:],
                          "max_pixel_difference_levels": gap[mode]})

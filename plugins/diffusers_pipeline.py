@@ -132,6 +132,7 @@ class DiffusersGenerator(Generator):
         self.alphas_cumprod = scheduler.alphas_cumprod.double()
         self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
         self.is_xl = type(pipe).__name__ == "StableDiffusionXLPipeline"
+        self.text_keys_once = reuse_text_keys(pipe.unet)  # the prompt's keys projected once per sampling run
 
     @classmethod
     def foreign_config(cls, folder: Path) -> dict[str, Any] | None:
@@ -168,7 +169,7 @@ class DiffusersGenerator(Generator):
                                          text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
             extra = {"text_embeds": torch.cat([text.pooled, uncond.pooled]).to(device), "time_ids": ids.repeat(2 * n, 1).to(device)}
 
-        once = text_keys_kwargs() if reuse_text_keys(pipe.unet) else None  # the prompt's keys projected once per run
+        once = text_keys_kwargs() if self.text_keys_once else None
 
         def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             out = pipe.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), encoder_hidden_states=tokens,

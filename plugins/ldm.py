@@ -197,6 +197,8 @@ class LDMGenerator(Generator, Trainable):
                  text: TextConditioner | None = None, num_classes: int = 0, text_adapter: TextAdapter | None = None):
         self.config, self.vae, self.size = config, vae.eval(), size
         self.unet, self.text, self.num_classes = unet, text, num_classes
+        # Sampling then projects the prompt to cross-attention keys and values once per run.
+        self.text_keys_once = unet is not None and reuse_text_keys(unet)
         self.text_adapter = None if text_adapter is None else text_adapter.eval()
         self.ema_modules = ("vae",) if config.stage == "autoencoder" else tuple(self.trained_module_names())
         betas = beta_schedule(config.beta_schedule, config.num_train_timesteps)
@@ -290,8 +292,7 @@ class LDMGenerator(Generator, Trainable):
             text = self.adapt(text, self.text_adapter)
             uncond = None if uncond is None else self.adapt(uncond, self.text_adapter)
 
-        # Every call of this run passes the same tokens, so their keys and values are projected once.
-        once = text_keys_kwargs() if reuse_text_keys(unet) else None
+        once = text_keys_kwargs() if self.text_keys_once else None  # every call of this run passes the same tokens
 
         def call(x_t: torch.Tensor, t: torch.Tensor, emb: TextEmbedding, classes: torch.Tensor | None) -> torch.Tensor:
             return unet(x_t, t, encoder_hidden_states=emb.tokens, encoder_attention_mask=emb.attention_mask,
