@@ -1,7 +1,7 @@
 """Generator speed: our DDPM UNet against diffusers' UNet2DModel, and every sampler.
 
 1. Training throughput: images/s for one forward + backward + AdamW step at batch 64,
-   fp32 on the CPU, for our UNet as the `ddpm` generator trains it (plugins/ddpm.py) with the architectures in
+   fp32 on the CPU, for our UNet as the `ddpm` generator trains it (plugins/builtin/generators/ddpm.py) with the architectures in
    ARCHITECTURES below and for diffusers' `UNet2DModel` built to the same design (same
    widths, levels, attention and class embedding, so the parameter counts match). The
    two models alternate, A/B then B/A, so background load hits both alike; figures are
@@ -34,13 +34,13 @@ import diffusers
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
+from toolkit_plugins.generators.ddpm import DDPMConfig, DDPMGenerator
 from torch import nn
 
 from toolkit.components import Conditioning, GenerateArgs
 from toolkit.errors import UnknownNameError
-from toolkit.plugins import get_registry
-from toolkit.store import find_model, load_generator
-from toolkit_plugins.ddpm import DDPMConfig, DDPMGenerator
+from toolkit.generation.store import find_model, load_generator
+from toolkit.host.loading import get_registry
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def bench_sampling(model_name: str, registry, args: argparse.Namespace) -> list[
                                 steps=steps, guidance_scale=guidance, sampler=registry.get("samplers", sampler_name),
                                 sampler_name=sampler_name)
         start = time.perf_counter()
-        with torch.inference_mode():  # as toolkit.pipeline runs it
+        with torch.inference_mode():  # as toolkit.generation.pipeline runs it
             model.generate(Conditioning(class_labels=labels), gen_args)
         return time.perf_counter() - start
 

@@ -7,7 +7,7 @@
    blurred or flagged (the goal is 0), the classifiers that ran and those skipped (and
    why), and the highest score each category got. The ``nudenet`` classifier runs when
    the opt-in toolkit-nudenet package is installed, or (unless ``--no-nudenet``) loaded
-   from plugins/toolkit-nudenet when the nudenet wheel is importable.
+   from plugins/packages/toolkit-nudenet when the nudenet wheel is importable.
 2. Prompt check: every distinct caption of the shapes dataset (train, test and heldout
    splits at their default lengths) and the ordinary prompts of
    benchmarks/safety_prompts.yaml (``benign``, used while setting the thresholds, and
@@ -35,14 +35,14 @@ from pathlib import Path
 
 import torch
 import yaml
+from toolkit_plugins.datasets.shapes import ShapesDataset, caption
+from toolkit_plugins.postprocessors.safety import Safety, SafetyOptions
+from toolkit_plugins.postprocessors.safety.policy import load_policy
 
 from toolkit.components import PostContext
-from toolkit.images import pil_to_tensor
-from toolkit.pipeline import generate
-from toolkit.plugins import get_registry, plugins_with_extra, set_registry
-from toolkit_plugins.safety import Safety, SafetyOptions
-from toolkit_plugins.safety.policy import load_policy
-from toolkit_plugins.shapes import ShapesDataset, caption
+from toolkit.generation.images import pil_to_tensor
+from toolkit.generation.pipeline import generate
+from toolkit.host.loading import get_registry, plugins_with_extra, set_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "benchmarks" / "safety_prompts.yaml"
@@ -64,7 +64,7 @@ def use_nudenet(wanted: bool) -> str:
     import toolkit_nudenet
 
     set_registry(*plugins_with_extra([("nudenet", toolkit_nudenet)]))
-    return "loaded from plugins/toolkit-nudenet"
+    return "loaded from plugins/packages/toolkit-nudenet"
 
 
 def image_check(per_model: int, batch: int) -> dict:
@@ -82,7 +82,7 @@ def image_check(per_model: int, batch: int) -> dict:
         while made < per_model:
             n = min(batch, per_model - made)
             result = generate(model=model, class_label=seed % num_classes, n=n, seed=seed)
-            ctx = PostContext(result.plan.request, seed, model, "")  # none of our models has a CLIP to pass
+            ctx = PostContext(result.plan.request, seed, model, "", registry=result.plan.registry)  # none of our models has a CLIP to pass
             started = time.perf_counter()
             record = safety.process(pil_to_tensor(result.images), options, ctx).record
             safety_seconds += time.perf_counter() - started

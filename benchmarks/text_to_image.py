@@ -9,12 +9,12 @@
    runs it (the prompt's attention mask, fully masked positions dropped) and, for the same
    work as diffusers' pipeline (which takes no mask), without the mask. Both run the same
    UNet layers; ours projects the prompt to cross-attention keys and values once per run
-   (toolkit/cross_attention.py) where diffusers' loop does it at every step. The runs rotate
+   (toolkit/families/cross_attention.py) where diffusers' loop does it at every step. The runs rotate
    their order each round, so background load hits all alike; medians over repeats, and the
    median of each round's ours/diffusers ratio with a 95% interval.
 2. Samplers: seconds per image at 4, 8, 20 and 50 steps for each registered sampler, with
    the shapes evaluator's score at each (every attribute right, single- and two-object
-   prompts from configs/prompts/shapes-heldout.jsonl), so a user can pick the fastest
+   prompts from plugins/builtin/datasets/shapes/prompts/shapes-heldout.jsonl), so a user can pick the fastest
    sampler that keeps quality.
 
     python benchmarks/text_to_image.py                     # ldm-shapes, 2 threads
@@ -36,12 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from toolkit_plugins.datasets.shapes import ShapesDataset, ShapesEvaluator
 
 from toolkit.components import Conditioning, GenerateArgs, TextEmbedding
-from toolkit.plugins import get_registry
-from toolkit.prompt_eval import DEFAULT_PROMPTS, read_prompt_file
-from toolkit.store import find_model, load_generator
-from toolkit_plugins.shapes import ShapesEvaluator
+from toolkit.eval.prompts import read_prompt_file
+from toolkit.generation.store import find_model, load_generator
+from toolkit.host.loading import get_registry
 
 
 def diffusers_pipeline(model):
@@ -190,7 +190,7 @@ def main() -> None:
         args.repeats, args.prompts = 1, 4
     registry = get_registry()
     model = load_generator(find_model(args.model, registry), registry)
-    entries = read_prompt_file(DEFAULT_PROMPTS)
+    entries = read_prompt_file(ShapesDataset.prompt_sets[ShapesDataset.default_prompt_set])
     prompts = ([e for e in entries if e["group"] == "single object"][: args.prompts]
                + [e for e in entries if e["group"] == "two objects"][: args.prompts])
     print(f"# {args.model}, {args.threads} threads, torch {torch.__version__}")

@@ -29,10 +29,10 @@ from torch import nn
 
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Generator, Phase, Trainable
-from toolkit.data import make_dataloader
-from toolkit.plugins import plugins_with_extra, set_registry
-from toolkit.train_config import validate_train_config
-from toolkit.trainer import Trainer
+from toolkit.host.loading import plugins_with_extra, set_registry
+from toolkit.train.config import validate_train_config
+from toolkit.train.data import make_dataloader
+from toolkit.train.trainer import Trainer
 
 
 def make_net(width: int) -> nn.Module:

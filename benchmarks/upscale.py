@@ -33,10 +33,11 @@ import numpy as np
 import skimage.data
 import torch
 from PIL import Image
-from toolkit_plugins.upscale import UpscaleLanczos, UpscaleRealESRGAN, realesrgan
+from toolkit_plugins.postprocessors.upscale import UpscaleLanczos, UpscaleRealESRGAN, realesrgan
 
 from toolkit.components import PostContext
-from toolkit.images import pil_to_tensor, tensor_to_pil
+from toolkit.generation.images import pil_to_tensor, tensor_to_pil
+from toolkit.host.registry import Registry
 
 METHODS = [  # (label, post-processor, options)
     ("upscale-lanczos", UpscaleLanczos, {"scale": 4}),
@@ -52,7 +53,7 @@ def photo(name: str, size: int) -> Image.Image:
 
 
 def context() -> PostContext:
-    return PostContext(request=None, seed=0, model_name="benchmark", model_sha256="")
+    return PostContext(request=None, seed=0, model_name="benchmark", model_sha256="", registry=Registry())
 
 
 def upscale(processor: type, options: dict, image: Image.Image) -> Image.Image:

@@ -1,9 +1,9 @@
 """Write the prompt files `toolkit eval --prompts` scores text-to-image models on:
 
-    configs/prompts/shapes-heldout.jsonl      350 prompts from the test and held-out splits
-    configs/prompts/shapes-two-objects-draw2.jsonl  173 more two-object prompts, a second draw
-    configs/prompts/shapes-paraphrases.jsonl  reworded prompts, each with its canonical caption
-    configs/prompts/shapes-negative.jsonl     short prompts with and without a negative prompt (80)
+    plugins/builtin/datasets/shapes/prompts/shapes-heldout.jsonl      350 prompts from the test and held-out splits
+    plugins/builtin/datasets/shapes/prompts/shapes-two-objects-draw2.jsonl  173 more two-object prompts, a second draw
+    plugins/builtin/datasets/shapes/prompts/shapes-paraphrases.jsonl  reworded prompts, each with its canonical caption
+    plugins/builtin/datasets/shapes/prompts/shapes-negative.jsonl     short prompts with and without a negative prompt (80)
 
 Deterministic: `python docs/make_prompt_sets.py` rewrites the same files.
 """
@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from toolkit_plugins.datasets.shapes import ShapesDataset
+from toolkit_plugins.datasets.shapes.scene import COLOURS, SHAPES, parse_caption
 
-from toolkit_plugins.shapes import ShapesDataset
-from toolkit_plugins.shapes.scene import COLOURS, SHAPES, parse_caption
-
-OUT = Path(__file__).resolve().parent.parent / "configs" / "prompts"
+OUT = Path(__file__).resolve().parent.parent / "plugins" / "builtin" / "datasets" / "shapes" / "prompts"
 
 # Words a person might use instead of ours; none of them is in the training captions.
 COLOUR_WORDS = {"red": ["crimson", "scarlet"], "orange": ["tangerine", "amber"], "yellow": ["golden", "lemon"],

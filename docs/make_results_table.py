@@ -5,11 +5,11 @@
     done
     for m in ldm-shapes ldm-shapes-minilm; do
         for p in heldout two-objects-draw2 paraphrases; do
-            toolkit eval --model $m --prompts configs/prompts/shapes-$p.jsonl --images-per-prompt 1 --out docs/results/$m-$p.json
+            toolkit eval --model $m --prompts shapes-$p --images-per-prompt 1 --out docs/results/$m-$p.json
         done
-        toolkit eval --model $m --prompts configs/prompts/shapes-negative.jsonl --images-per-prompt 5 --out docs/results/$m-negative.json
+        toolkit eval --model $m --prompts shapes-negative --images-per-prompt 5 --out docs/results/$m-negative.json
     done
-    toolkit eval --model ldm-shapes --prompts configs/prompts/shapes-heldout.jsonl --images-per-prompt 4 --out docs/results/ldm-shapes-heldout-x4.json
+    toolkit eval --model ldm-shapes --prompts shapes-heldout --images-per-prompt 4 --out docs/results/ldm-shapes-heldout-x4.json
     python docs/make_results_table.py
 """
 
@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from toolkit.prompt_eval import summarise
-from toolkit_plugins.shapes import parse_caption
+from toolkit_plugins.datasets.shapes import ShapesDataset, parse_caption
+
+from toolkit.eval.prompts import summarise
 
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["ddpm-digits", "gan-digits", "vae-digits", "ddpm-shapes", "gan-shapes", "vae-shapes"]
@@ -84,7 +85,7 @@ def prompt_tables() -> None:
           "| of those showing it, gone with the negative (same seed) |")
     print("|" + " --- |" * 6)
     for model, r in of_kind(reports, "negative"):
-        for group, g in summarise(r["rows"]).items():  # recomputed, so older reports get the paired figure too
+        for group, g in summarise(r["rows"], ShapesDataset.prompt_checks).items():  # recomputed, so older reports get the paired figure too
             removed = f"{percent(g.get('removed_by_negative'))} of {g.get('shown_without_negative', 0)}"
             print(f"| `{model}` | {group.removeprefix('negative ')} | {g['prompts']} | {percent(g.get('present_without_negative'))} "
                   f"| {percent(g.get('present_with_negative'))} | {removed} |")

@@ -19,9 +19,9 @@ from PIL import Image, ImageDraw
 from rich.progress import track
 
 from toolkit import generate
-from toolkit.images import make_grid
-from toolkit.plugins import get_registry
-from toolkit.store import list_models
+from toolkit.generation.images import make_grid
+from toolkit.generation.store import list_models
+from toolkit.host.loading import get_registry
 
 DOCS_IMAGES = Path(__file__).parent / "images"
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import skimage.data
 from PIL import Image, ImageDraw
-from toolkit_plugins.upscale import UpscaleLanczos, UpscaleRealESRGAN
+from toolkit_plugins.postprocessors.upscale import UpscaleLanczos, UpscaleRealESRGAN
 
 from toolkit import generate
 from toolkit.components import PostContext
-from toolkit.images import pil_to_tensor, tensor_to_pil
+from toolkit.generation.images import pil_to_tensor, tensor_to_pil
+from toolkit.host.registry import Registry
 
 OUT = Path(__file__).parent / "images" / "upscale-comparison.png"
 CELL = 256  # every picture is shown at this size
@@ -38,7 +39,7 @@ def row(image: Image.Image) -> list[Image.Image]:
         if processor is None:
             out = image
         else:
-            context = PostContext(request=None, seed=0, model_name="docs", model_sha256="")
+            context = PostContext(request=None, seed=0, model_name="docs", model_sha256="", registry=Registry())
             out = tensor_to_pil(processor().process(pil_to_tensor(image), processor.Options(**options), context).images)[0]
         cells.append(out.resize((CELL, CELL), Image.NEAREST))
     return cells

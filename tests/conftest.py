@@ -19,13 +19,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
-SEPIA = ROOT / "plugins" / "toolkit-example-sepia"
+SEPIA = ROOT / "plugins" / "packages" / "toolkit-example-sepia"
 
 sys.path.insert(0, str(FIXTURES / "toolkit-tiny"))  # in-process tests import toolkit_tiny directly
 
 import toolkit_tiny  # noqa: E402
 
-from toolkit.plugins import plugins_with_extra, set_registry  # noqa: E402
+from toolkit.host.loading import plugins_with_extra, set_registry  # noqa: E402
 
 
 @pytest.fixture

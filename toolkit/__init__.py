@@ -7,7 +7,7 @@ The Python API::
     result.images[0].save("seven.png")
 """
 
-from .hookspecs import hookimpl
+from toolkit.host.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["hookimpl", "generate", "GenerationRequest", "__version__"]
@@ -16,11 +16,11 @@ __all__ = ["hookimpl", "generate", "GenerationRequest", "__version__"]
 def __getattr__(name: str):
     # Lazy, so that plugins importing `hookimpl` do not pull in the whole pipeline.
     if name == "generate":
-        from .pipeline import generate
+        from toolkit.generation.pipeline import generate
 
         return generate
     if name == "GenerationRequest":
-        from .request import GenerationRequest
+        from toolkit.generation.request import GenerationRequest
 
         return GenerationRequest
     raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

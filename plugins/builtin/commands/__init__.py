@@ -1,0 +1,2 @@
+"""Plugins that add `toolkit` commands (register_commands).
+"""

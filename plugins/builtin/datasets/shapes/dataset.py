@@ -1,0 +1,165 @@
+"""The `shapes` dataset: procedural captioned shapes, deterministic by seed, with a split
+of unseen combinations for measuring generalisation.
+
+Sample ``i`` of a split is drawn from ``np.random.default_rng([seed, split_index, i])``,
+so any sample can be rebuilt on its own, in any order, in any worker process. A seeded
+set of (shape, colour) combinations never appears in ``train`` or ``test``; every
+``heldout`` sample uses at least one of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from toolkit.components import Dataset
+from toolkit.errors import InvalidRequestError
+
+from .evaluator import ShapesEvaluator
+from .render import MIN_SIZE, render
+from .scene import COLOURS, MAX_OBJECTS, SHAPES, Scene, ShapeObject, all_combinations, caption, sample_scene
+
+HELDOUT_FRACTION = 0.15
+DEFAULT_LENGTHS = {"train": 20_000, "test": 2_000, "heldout": 1_000}
+
+
+def heldout_combinations(seed: int) -> frozenset[tuple[str, str]]:
+    """About ``HELDOUT_FRACTION`` of all (shape, colour) pairs, chosen by ``seed``.
+
+    No two held-out pairs share a shape or a colour, so training still shows every shape
+    in most colours and every colour on most shapes: the held-out split tests combining
+    known attributes, not learning new ones.
+    """
+    count = min(round(HELDOUT_FRACTION * len(all_combinations())), len(SHAPES), len(COLOURS))
+    rng = np.random.default_rng([seed, 0x5EED])  # a stream of its own, apart from the samples'
+    shapes = rng.permutation(len(SHAPES))[:count]
+    colours = rng.permutation(len(COLOURS))[:count]
+    names = list(COLOURS)
+    return frozenset((SHAPES[s], names[c]) for s, c in zip(shapes, colours))
+
+
+class ShapesDataset(Dataset):
+    """Procedural scenes of one or two coloured shapes, with captions, sketches and
+    inpainting masks; a held-out split has (shape, colour) pairs training never shows."""
+
+    name = "shapes"
+    description = (f"procedural captioned shapes ({len(COLOURS)} colours, {len(SHAPES)} shapes, 2 sizes, "
+                   f"3x3 positions) with sketches, masks and a held-out split of unseen combinations")
+    splits = ("train", "test", "heldout")
+    # `toolkit eval --prompts`: the prompt sets in prompts/ (docs/make_prompt_sets.py writes them).
+    prompt_sets = {f.stem: f for f in sorted((Path(__file__).parent / "prompts").glob("*.jsonl"))}
+    default_prompt_set = "shapes-heldout"
+    prompt_checks = ("shape", "colour", "size", "position", "count", "binding", "all_correct")
+    reference_clip_model = "ldm-shapes"
+    clip_score_note = "CLIP score with our clip-shapes CLIP (trained here on shapes), not OpenAI's CLIP"
+
+    def __init__(self, split: str = "train", *, size: int = 64, seed: int = 0, length: int | None = None,
+                 max_objects: int = MAX_OBJECTS, partial_captions: float = 0.0, **options: Any):
+        if options:
+            raise InvalidRequestError(
+                f"dataset 'shapes' has no options {sorted(options)}; it takes split, size, seed, length, max_objects, "
+                "partial_captions")
+        if split not in self.splits:
+            raise InvalidRequestError(f"dataset 'shapes' has splits {', '.join(self.splits)}, not '{split}'")
+        if int(size) < MIN_SIZE:
+            raise InvalidRequestError(f"dataset 'shapes' needs size >= {MIN_SIZE}, not {size}")
+        if not 1 <= int(max_objects) <= MAX_OBJECTS:
+            raise InvalidRequestError(f"dataset 'shapes': max_objects must be 1 to {MAX_OBJECTS}, not {max_objects}")
+        if length is not None and int(length) < 0:
+            raise InvalidRequestError(f"dataset 'shapes': length must be 0 or more, not {length}")
+        super().__init__(split, size=int(size), seed=int(seed))
+        self.length = DEFAULT_LENGTHS[split] if length is None else int(length)
+        if not 0 <= float(partial_captions) <= 1:
+            raise InvalidRequestError(f"dataset 'shapes': partial_captions must be 0 to 1, not {partial_captions}")
+        self.max_objects = int(max_objects)
+        # Text-to-image training sees some captions with attributes left out ("a red shape at
+        # the top"), so short prompts and negative prompts ("red") mean something to the model.
+        self.partial_captions = float(partial_captions)
+        self.heldout_combinations = heldout_combinations(self.seed)
+        self._allowed = frozenset(all_combinations()) - self.heldout_combinations
+
+    @property
+    def class_names(self) -> list[str]:
+        """The shape names; ``class_label`` indexes them (the first object's shape)."""
+        return list(SHAPES)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if not 0 <= index < self.length:
+            raise IndexError(f"shapes {self.split} has {self.length} samples; there is no sample {index}")
+        return np.random.default_rng([self.seed, self.splits.index(self.split), index])
+
+    def scene(self, index: int) -> Scene:
+        """The scene of sample ``index`` (without drawing it)."""
+        return self._sample_scene(self._rng(index))
+
+    def _sample_scene(self, rng: np.random.Generator) -> Scene:
+        if self.split == "heldout":
+            # Other objects may use held-out pairs too: nothing here is ever trained on.
+            return sample_scene(rng, max_objects=self.max_objects, required=set(self.heldout_combinations))
+        return sample_scene(rng, max_objects=self.max_objects, allowed=set(self._allowed))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """A sample: "image" ``(3, H, W)`` float32 in [-1, 1]; "caption" str; "class_label"
+        int; "sketch" ``(1, H, W)`` float32 in [0, 1], 1 = stroke; "mask" ``(1, H, W)``
+        float32 in {0, 1}, 1 over one object's slightly enlarged bounding box; "attributes"
+        a list of ``{"shape", "colour", "size", "position"}`` dicts, one per object."""
+        rng = self._rng(int(index))
+        scene = self._sample_scene(rng)
+        drawn = render(scene, self.size, rng)
+        target = drawn["masks"][int(rng.integers(len(scene)))]  # the object an inpainting model redraws
+        # numpy arithmetic, then one wrap: torch's per-op overhead would dominate on images this small.
+        image = np.ascontiguousarray(drawn["image"].transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
+        return {
+            "image": torch.from_numpy(image),
+            "caption": self._caption(scene, rng),
+            "class_label": SHAPES.index(scene[0].shape),
+            "sketch": torch.from_numpy(drawn["sketch"])[None],
+            "mask": torch.from_numpy(_box_mask(target, pad=max(1, round(self.size / 32))))[None],
+            "attributes": scene.to_json(),
+        }
+
+    def _caption(self, scene: Scene, rng: np.random.Generator) -> str:
+        """The full caption; with probability ``partial_captions``, each attribute of each
+        object is left out with probability one half (drawn after the image, so the image
+        of a sample does not depend on this option)."""
+        if self.partial_captions == 0 or rng.random() >= self.partial_captions:
+            return caption(scene)
+        keep = rng.random((len(scene), 4)) >= 0.5
+        return caption([ShapeObject(*(value if k else None for value, k in zip(
+            (obj.shape, obj.colour, obj.size, obj.position), flags))) for obj, flags in zip(scene, keep)])
+
+    def image_scores(self, images: torch.Tensor, class_labels: torch.Tensor | None) -> dict[str, float]:
+        """The shapes evaluator's view of ``(B, 3, H, W)`` images in [-1, 1]:
+        ``objects_detected_one``, the share with exactly one object, and, when the intended
+        classes ``(B,)`` are known, ``shape_accuracy``, the share with exactly one object of
+        the intended shape (``class_label`` indexes ``SHAPES``)."""
+        found = [ShapesEvaluator().detect(image) for image in images]
+        scores = {"objects_detected_one": float(np.mean([len(objects) == 1 for objects in found]))}
+        if class_labels is not None:
+            scores["shape_accuracy"] = float(np.mean([len(objects) == 1 and objects[0].shape == SHAPES[int(label)]
+                                                      for objects, label in zip(found, class_labels)]))
+        return scores
+
+    def score_prompt(self, image: torch.Tensor, caption: str) -> dict[str, bool]:
+        """The shapes evaluator's checks of image ``(3, H, W)`` in [-1, 1] against a caption."""
+        return ShapesEvaluator().evaluate(image, caption).scores()
+
+    def shows_attribute(self, image: torch.Tensor, attributes: dict[str, str]) -> bool:
+        """Whether the evaluator finds an object with every given value, e.g. {"shape": "circle"}."""
+        found = [obj.as_object().to_json() for obj in ShapesEvaluator().detect(image)]
+        return any(all(obj.get(k) == v for k, v in attributes.items()) for obj in found)
+
+
+def _box_mask(mask: np.ndarray, pad: int) -> np.ndarray:
+    """``(H, W)`` bool -> ``(H, W)`` float32, 1 over the mask's bounding box grown by ``pad``
+    pixels: a loose region, as a person would brush over the object to replace it."""
+    rows, cols = np.nonzero(mask)
+    box = np.zeros(mask.shape, np.float32)
+    box[max(rows.min() - pad, 0): rows.max() + pad + 1, max(cols.min() - pad, 0): cols.max() + pad + 1] = 1.0
+    return box

@@ -1,0 +1,2 @@
+"""Generator plugins: DDPM, GAN, VAE, latent diffusion (ldm) and any local diffusers folder.
+"""

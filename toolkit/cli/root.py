@@ -1,0 +1,120 @@
+"""The root ``toolkit`` group and what every command shares: one-line errors, progress bars,
+the consoles, and the ``CommandContext`` that reaches each command (a plugin's too) as
+click's ``ctx.obj``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from toolkit.errors import InvalidRequestError, ToolkitError
+from toolkit.generation.request import PostSpec
+from toolkit.host.registry import Registry
+
+console = Console(stderr=True)  # progress, chains and records
+out = Console()  # results: paths, tables, JSON
+
+
+class CommandContext:
+    """``ctx.obj`` of every command: whether --debug is on, and the registry of the installed
+    plugins (built on first use), which commands pass on instead of reaching for a global."""
+
+    def __init__(self, debug: bool = False, registry: Registry | None = None):
+        self.debug = debug
+        self._registry = registry
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            from toolkit.host.loading import get_registry
+
+            self._registry = get_registry()
+        return self._registry
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. "12.3 it/s"."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=transient,
+        disable=not console.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    return os.environ.get("TOOLKIT_PROGRESS") == "1"
+
+
+def print_error(error: Exception) -> None:
+    console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+
+
+
+class ToolkitGroup(click.Group):
+    """Turns ToolkitErrors into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as error:
+            if isinstance(ctx.obj, CommandContext) and ctx.obj.debug:
+                raise
+            print_error(error)
+            sys.exit(1)
+
+
+@click.group(cls=ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="toolkit")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """toolkit: generate images with GANs, VAEs, DDPMs and latent diffusion, conditioned on
+    text, class labels, sketches and masks, extended by plugins.
+
+    \b
+    Start here:
+      toolkit models                      the models you can use
+      toolkit generate --prompt "..."     make images (see toolkit generate --help)
+      toolkit plugins                     what is installed, and what is broken
+      toolkit dataset preview shapes      look at a dataset
+      toolkit eval --model ddpm-digits    score a model against its dataset
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+    if not isinstance(ctx.obj, CommandContext):
+        ctx.obj = CommandContext(debug)
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("root=data", "size=3")`` -> ``{"root": "data", "size": 3}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidRequestError(f"option '{pair}' must be key=value")
+        options[key] = PostSpec.parse(f"x:{key}={value}").options[key]
+    return options
+

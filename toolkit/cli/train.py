@@ -1,0 +1,49 @@
+"""`toolkit train`: one command for every trainable, the same under `accelerate launch`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from toolkit.cli.root import CommandContext, cli, console, out, progress_bar
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--resume", metavar="latest|PATH", help="Continue from the run's newest checkpoint, or from a checkpoint folder.")
+@click.option("--stop-after", type=click.IntRange(1), help="Leave after N steps with a checkpoint (for jobs with a time limit).")
+@click.pass_obj
+def train(obj: CommandContext, config: str, overrides: tuple[str, ...], resume: str | None, stop_after: int | None) -> None:
+    """Train a generator from a YAML config; exports a model folder `--model NAME` loads.
+
+    \b
+    Examples:
+      toolkit train configs/ddpm-digits.yaml
+      toolkit train configs/ddpm-digits.yaml train.steps=200 output.dir=runs/try
+      toolkit train configs/ddpm-digits.yaml --resume latest
+      accelerate launch --num_processes 2 -m toolkit train configs/ddpm-digits.yaml
+      torchrun --nproc_per_node 2 -m toolkit train configs/ddpm-digits.yaml
+    """
+    from toolkit.train.config import load_train_config
+    from toolkit.train.trainer import Trainer
+
+    cfg = load_train_config(config, overrides)
+    try:
+        with progress_bar() as bar:
+            trainer = Trainer(cfg, registry=obj.registry, progress=bar if _is_main_process() else None)
+            exported = trainer.train(resume=resume, stop_after=stop_after)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; the checkpoints in {cfg.output.dir}/checkpoints are intact: continue with --resume latest")
+        sys.exit(130)
+    if exported is not None:
+        hint = trainer.model.usage_hint(exported)
+        out.print(f"exported model '{cfg.name}' to {exported}; {hint}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+

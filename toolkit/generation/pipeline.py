@@ -1,0 +1,281 @@
+"""request -> conditioners -> generator (+ sampler) -> post-processors -> images.
+
+``plan`` checks a request against the model's declared abilities without loading any
+weights, so a request that cannot be served fails before any work. ``run`` executes a
+plan; ``save`` writes the PNGs, each with its recipe. ``generate`` does all three steps
+but saving, and is the Python API:
+
+    >>> from toolkit import generate
+    >>> result = generate(prompt="a large green triangle in the center", seed=1)
+    >>> result.images[0].save("triangle.png")
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+from toolkit.components import Conditioning, GenerateArgs, Generator, PostContext
+from toolkit.errors import InvalidRequestError, RecipeError, UnsupportedRequestError
+from toolkit.generation.images import fit_to, open_image, tensor_to_pil, to_data_url, to_rgb
+from toolkit.generation.post import PostStep, free_path, plan_post, run_post, write_output
+from toolkit.generation.recipe import RECIPE_FORMAT, library_versions, read_recipe
+from toolkit.generation.request import GenerationRequest, parse_request
+from toolkit.generation.store import (
+    LoadedModel,
+    ModelInfo,
+    conditioner_name,
+    find_model,
+    generator_class,
+    list_models,
+    load_model,
+)
+from toolkit.host.loading import get_registry
+from toolkit.host.registry import Registry
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Plan:
+    """A request checked against its model, every default filled in."""
+
+    request: GenerationRequest  # resolved: seed, size, steps, sampler and guidance set
+    model: ModelInfo
+    generator_cls: type[Generator]
+    post: list[PostStep]
+    registry: Registry
+
+    @property
+    def chain(self) -> list[str]:
+        """Human-readable order of everything that runs, e.g. ["my-model (ddpm, ddim)", "sepia [edit]"]."""
+        sampler = f", {self.request.sampler}" if self.request.sampler else ""
+        return [f"{self.model.name} ({self.model.generator}{sampler})"] + [f"{p.name} [{p.stage.name.lower()}]" for p in self.post]
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]
+    recipes: list[dict[str, Any]]
+    plan: Plan
+    post_records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        assert self.plan.request.seed is not None
+        return self.plan.request.seed
+
+
+# -- planning: cheap checks, no weights ----------------------------------------------------
+
+
+def plan(request: GenerationRequest, registry: Registry | None = None) -> Plan:
+    registry = registry or get_registry()
+    model = find_model(request.model, registry)
+    generator_cls = generator_class(model, registry)
+    _check_conditioning(request, model, registry)
+    height, width = _resolve_size(request, model, registry)
+    updates: dict[str, Any] = {"model": request.model or model.name, "height": height, "width": width}
+    updates.update(_resolve_sampling(request, model, generator_cls, registry))
+    if request.class_label is not None and "num_classes" in model.config and request.class_label >= model.config["num_classes"]:
+        raise InvalidRequestError(
+            f"--class: model '{model.name}' has classes 0-{model.config['num_classes'] - 1} (got {request.class_label})"
+        )
+    if request.mask is not None and request.init_image is None:
+        raise InvalidRequestError("--mask marks what to regenerate in --init-image; pass --init-image too")
+    for field_name in ("sketch", "mask", "init_image"):  # record inputs at the size actually used
+        value = getattr(request, field_name)
+        if value is not None:
+            image = fit_to(to_rgb(open_image(value, what=field_name)), width, height, what=field_name.replace("_", " "))
+            updates[field_name] = to_data_url(image)
+    updates["seed"] = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    resolved = parse_request(request.model_dump() | updates)
+    return Plan(resolved, model, generator_cls, plan_post(resolved, registry), registry)
+
+
+def _models_accepting(kinds: set[str], registry: Registry) -> list[str]:
+    return [m.name for m in list_models(registry) if kinds <= m.accepts]
+
+
+def _check_conditioning(request: GenerationRequest, model: ModelInfo, registry: Registry) -> None:
+    wanted = request.conditioning_kinds()
+    if request.negative_prompt is not None:
+        wanted.add("text")
+    missing = wanted - model.accepts
+    if missing:
+        able = _models_accepting(wanted, registry)
+        raise UnsupportedRequestError(
+            f"model '{model.name}' ({model.generator}) does not accept {', '.join(sorted(missing))} "
+            f"(it accepts: {', '.join(sorted(model.accepts)) or 'nothing'}); models that accept "
+            f"{' + '.join(sorted(wanted))}: {', '.join(able) or 'none installed'}"
+        )
+
+
+def _resolve_size(request: GenerationRequest, model: ModelInfo, registry: Registry) -> tuple[int, int]:
+    sizes = model.sizes
+    if not sizes:
+        raise UnsupportedRequestError(f"model '{model.name}' declares no sizes in its config.json; re-export it")
+    default_h, default_w = sizes[0]
+    height, width = request.height or default_h, request.width or default_w
+    if (height, width) not in sizes:
+        able = [m.name for m in list_models(registry) if (height, width) in m.sizes]
+        raise UnsupportedRequestError(
+            f"model '{model.name}' makes {', '.join(f'{w}x{h}' for h, w in sizes)} images, not {width}x{height}; "
+            f"models that make {width}x{height}: {', '.join(able) or 'none installed'} (or upscale with --post)"
+        )
+    return height, width
+
+
+def _resolve_sampling(request: GenerationRequest, model: ModelInfo, cls: type[Generator], registry: Registry) -> dict[str, Any]:
+    resolved = _resolve_truncation(request, model, cls, registry)
+    if not cls.uses_sampler:
+        used = [flag for flag, value in (("--sampler", request.sampler), ("--steps", request.steps)) if value is not None]
+        if used:
+            able = [m.name for m in list_models(registry) if m.generator in {n for n, e in registry.generators.items() if e.obj.uses_sampler}]
+            raise UnsupportedRequestError(
+                f"{' and '.join(used)} apply to diffusion models; '{model.name}' ({model.generator}) samples in one "
+                f"step. Diffusion models: {', '.join(able) or 'none installed'}"
+            )
+        return resolved
+    sampler = request.sampler or model.config.get("default_sampler") or cls.default_sampler
+    if sampler is not None:
+        registry.get("samplers", sampler)  # unknown name -> clear error with suggestions
+    return resolved | {
+        "sampler": sampler,
+        "steps": request.steps or model.config.get("default_steps") or cls.default_steps,
+        "guidance_scale": request.guidance_scale
+        if request.guidance_scale is not None
+        else model.config.get("default_guidance_scale", cls.default_guidance_scale),
+    }
+
+
+def _resolve_truncation(request: GenerationRequest, model: ModelInfo, cls: type[Generator], registry: Registry) -> dict[str, Any]:
+    if not cls.uses_truncation:
+        if request.truncation is not None:
+            able = [m.name for m in list_models(registry) if m.generator in {n for n, e in registry.generators.items() if e.obj.uses_truncation}]
+            raise UnsupportedRequestError(
+                f"--truncation applies to models that sample a latent (GAN, VAE); '{model.name}' ({model.generator}) "
+                f"does not. Models that take it: {', '.join(able) or 'none installed'}"
+            )
+        return {}
+    default = model.config.get("default_truncation", cls.default_truncation)
+    return {"truncation": request.truncation if request.truncation is not None else default}
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def encode_conditioning(plan: Plan, model: LoadedModel, n: int) -> Conditioning:
+    """Encode each input the request carries with the model's conditioners, for a batch of ``n``."""
+    request = plan.request
+    assert request.height is not None and request.width is not None
+    size = {"n": n, "height": request.height, "width": request.width}
+    cond = Conditioning()
+    if request.prompt is not None or request.negative_prompt is not None:
+        text = model.conditioner("text")
+        cond.text = text.encode(request.prompt or "", **size)
+        if request.negative_prompt is not None:
+            cond.negative_text = text.encode(request.negative_prompt, **size)
+    if request.class_label is not None:
+        cond.class_labels = model.conditioner("class").encode(request.class_label, **size)
+    for kind in ("sketch", "mask", "init_image"):
+        value = getattr(request, kind)
+        if value is not None:
+            setattr(cond, kind, model.conditioner(kind).encode(open_image(value, what=kind), **size))
+    return cond
+
+
+def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) -> GenerationResult:
+    request = plan.request
+    assert request.seed is not None and request.height is not None and request.width is not None
+    model = load_model(plan.model, plan.registry, device)
+    sha = plan.model.sha256()
+    cond = encode_conditioning(plan, model, request.n)
+    sampler = plan.registry.get("samplers", request.sampler) if request.sampler else None
+    args = GenerateArgs(
+        n=request.n, height=request.height, width=request.width,
+        generator=torch.Generator(device).manual_seed(request.seed),
+        steps=request.steps, guidance_scale=request.guidance_scale,
+        sampler=sampler, sampler_name=request.sampler, truncation=request.truncation, progress=progress,
+    )
+    with torch.inference_mode():
+        images = model.generator.generate(cond, args)
+    expected = (request.n, 3, request.height, request.width)
+    if tuple(images.shape) != expected:
+        raise RuntimeError(f"generator '{plan.model.generator}' returned {tuple(images.shape)}, expected {expected}")
+
+    ctx = PostContext(request=request, seed=request.seed, model_name=plan.model.name, model_sha256=sha,
+                      generator=model.generator, progress=progress, registry=plan.registry)
+    images, records = run_post(plan.post, images, ctx)
+    pil = tensor_to_pil(images)
+    base = _recipe_base(plan, sha, records)
+    recipes = [{**base, "index": i} for i in range(len(pil))]
+    return GenerationResult(pil, recipes, plan, records)
+
+
+def _recipe_base(plan: Plan, sha: str, post_records: list[dict[str, Any]]) -> dict[str, Any]:
+    reg, cfg = plan.registry, plan.model.config
+    used = {reg.generators[plan.generator_cls.name].plugin}
+    used |= {s.plugin for s in plan.post}
+    if plan.request.sampler:
+        used.add(reg.samplers[plan.request.sampler].plugin)
+    for kind in plan.request.conditioning_kinds() | ({"text"} if plan.request.negative_prompt else set()):
+        name = conditioner_name(cfg, kind)
+        if name in reg.conditioners:
+            used.add(reg.conditioners[name].plugin)
+    plugins = {name: reg.plugins[name].version if name in reg.plugins else None for name in sorted(used)}
+    return {
+        "format": RECIPE_FORMAT,
+        "request": plan.request.model_dump(mode="json"),
+        "seed": plan.request.seed,
+        "model": {"name": plan.model.name, "generator": plan.model.generator, "sha256": sha},
+        "plugins": plugins,
+        "postprocessors": post_records,
+        "chain": plan.chain,
+        "versions": library_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def generate(request: GenerationRequest | dict[str, Any] | None = None, *, device: str = "cpu",
+             progress: Progress | None = None, registry: Registry | None = None, **fields: Any) -> GenerationResult:
+    """The Python API: ``generate(prompt=..., n=4, seed=0)`` or ``generate(GenerationRequest(...))``."""
+    return run(plan(parse_request(request, **fields), registry), device=device, progress=progress)
+
+
+# -- saving and replay ---------------------------------------------------------------------
+
+
+def save(result: GenerationResult, out_dir: str | Path, *, prefix: str | None = None) -> list[Path]:
+    """Write each image as a PNG with its recipe. Existing files are never overwritten."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = prefix or f"{result.plan.model.name}-{result.seed}"
+    paths = []
+    for image, recipe in zip(result.images, result.recipes):
+        ctx = PostContext(result.plan.request, result.seed, result.plan.model.name, recipe["model"]["sha256"],
+                          registry=result.plan.registry)
+        paths.append(write_output(image, free_path(out, f"{stem}-{recipe['index']:02d}"), recipe, result.plan.post, ctx))
+    return paths
+
+
+def replay(png: str | Path, *, device: str = "cpu", progress: Progress | None = None,
+           registry: Registry | None = None) -> tuple[Image.Image, dict[str, Any]]:
+    """Make a toolkit PNG again from its recipe; returns the image and the recipe."""
+    recipe = read_recipe(png)
+    request = parse_request(recipe["request"])
+    planned = plan(request, registry)
+    sha = planned.model.sha256()
+    if sha != recipe["model"]["sha256"]:
+        raise RecipeError(
+            f"model '{planned.model.name}' has different weights now (sha256 {sha[:12]}...) than when {png} "
+            f"was made ({recipe['model']['sha256'][:12]}...); install the original model to replay it"
+        )
+    result = run(planned, device=device, progress=progress)
+    return result.images[recipe["index"]], recipe
