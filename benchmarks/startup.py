@@ -23,15 +23,17 @@ import tempfile
 import time
 
 COMMANDS = {
-    "--help": ["-m", "toolkit", "--help"],
+    "help": ["-m", "toolkit", "--help"],
     "models": ["-m", "toolkit", "models"],
     "generate": ["-m", "toolkit", "generate", "--prompt", "a small red circle in the top left", "--seed", "0", "--out", "{out}"],
 }
 
 
-def seconds(argv: list[str]) -> float:
+def seconds(argv: list[str], cwd: str) -> float:
+    """Wall time of one run; from a neutral folder, so `-m toolkit` never imports a checkout
+    that happens to be the working directory instead of the interpreter's install."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     return time.perf_counter() - start
 
 
@@ -53,13 +55,13 @@ def main() -> None:
     for name in args.commands:
         ours = [sys.executable] + [a.format(out=out) for a in COMMANDS[name]]
         base = ([args.baseline_python] + ours[1:]) if args.baseline_python else [sys.executable, "-c", "import torch"]
-        seconds(ours), seconds(base)  # warm the file cache for both
+        seconds(ours, out), seconds(base, out)  # warm the file cache for both
         pairs = []
         for i in range(args.rounds):
             if i % 2:
-                b, a = seconds(base), seconds(ours)
+                b, a = seconds(base, out), seconds(ours, out)
             else:
-                a, b = seconds(ours), seconds(base)
+                a, b = seconds(ours, out), seconds(base, out)
             pairs.append((a, b))
         mid, low, high = median_interval([a / b for a, b in pairs])
         print(f"{name:10} {statistics.median(a for a, _ in pairs):8.2f} {statistics.median(b for _, b in pairs):10.2f} "

@@ -31,9 +31,10 @@ def request_options(func: Any) -> Any:
             option = click.option(*flags, name, multiple=True, metavar="NAME[:k=v,...]", help=field.description)
         elif extra.get("image"):
             option = click.option(*flags, name, type=str, metavar="FILE", help=field.description)
+        elif _base_type(field.annotation) is bool:
+            option = click.option(*flags, name, is_flag=True, default=None, help=field.description)
         else:
-            kind = _base_type(field.annotation)
-            option = click.option(*flags, name, type=kind, default=None, help=field.description)
+            option = click.option(*flags, name, type=_base_type(field.annotation), default=None, help=field.description)
         func = option(func)
     return func
 

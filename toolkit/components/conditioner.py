@@ -22,6 +22,9 @@ class Conditioner(ABC):
     name: ClassVar[str]  # registry name, e.g. "sketch" or "text-clip"
     kind: ClassVar[str]  # one of CONDITIONING_KINDS
     description: ClassVar[str] = ""
+    # Request fields besides the value that ``encode`` takes as keyword arguments (the sketch
+    # conditioner reads ``sketch_from_photo``).
+    request_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def load(cls, model_folder: Path | None, config: dict[str, Any]) -> Conditioner:

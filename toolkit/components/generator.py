@@ -31,6 +31,7 @@ class GenerateArgs:
     sampler: Sampler | None = None  # a resolved sampler function (diffusion models)
     sampler_name: str | None = None
     truncation: float | None = None  # latent truncation (GAN, VAE); None = the plain prior
+    sketch_scale: float = 1.0  # strength of sketch control, 0 to 2 (0 = as without the sketch)
     progress: Callable[[int, int], None] | None = None  # progress(done, total)
 
 

@@ -187,7 +187,9 @@ def encode_conditioning(plan: Plan, model: LoadedModel, n: int) -> Conditioning:
     for kind in ("sketch", "mask", "init_image"):
         value = getattr(request, kind)
         if value is not None:
-            setattr(cond, kind, model.conditioner(kind).encode(open_image(value, what=kind), **size))
+            conditioner = model.conditioner(kind)
+            extra = {name: getattr(request, name) for name in conditioner.request_fields}
+            setattr(cond, kind, conditioner.encode(open_image(value, what=kind), **size, **extra))
     return cond
 
 
@@ -203,6 +205,7 @@ def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) ->
         generator=torch.Generator(device).manual_seed(request.seed),
         steps=request.steps, guidance_scale=request.guidance_scale,
         sampler=sampler, sampler_name=request.sampler, truncation=request.truncation, progress=progress,
+        sketch_scale=1.0 if request.sketch_scale is None else request.sketch_scale,
     )
     with torch.inference_mode():
         images = model.generator.generate(cond, args)

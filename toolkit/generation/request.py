@@ -81,6 +81,14 @@ class GenerationRequest(BaseModel):
     sketch: str | None = _image_field("sketch", "sketch image: dark lines on white, the model's size or aspect", "--sketch")
     mask: str | None = _image_field("mask", "inpainting mask: white = regenerate, black = keep (needs an init image)", "--mask")
     init_image: str | None = _image_field("init_image", "starting image for inpainting or image-to-image", "--init-image")
+    sketch_scale: float | None = Field(
+        None, ge=0.0, le=2.0, description="how strongly the image follows the sketch, 0 to 2 (0 = as without a sketch); default 1",
+        json_schema_extra={"flag": "--sketch-scale"},
+    )
+    sketch_from_photo: bool = Field(
+        False, description="the sketch is a photo or a rendering: trace its edges into lines first (detected when not set)",
+        json_schema_extra={"flag": "--sketch-from-photo"},
+    )
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="random seed; default: a fresh one, recorded in each PNG",
         json_schema_extra={"flag": "--seed"},
