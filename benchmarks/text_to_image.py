@@ -44,20 +44,26 @@ from toolkit.generation.store import find_model, load_generator
 from toolkit.host.loading import get_registry
 
 
-def diffusers_pipeline(model):
-    """diffusers' StableDiffusionPipeline around the model folder's UNet and VAE, loaded by
-    diffusers' own ``from_pretrained`` as a diffusers user would (no text encoder: the prompt
-    embeddings are passed in), with DPM-Solver++ 2M on the model's schedule."""
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+def dpm_solver(model):
+    """diffusers' DPM-Solver++ 2M on the model's training schedule, as our sampler runs it."""
+    from diffusers import DPMSolverMultistepScheduler
 
-    scheduler = DPMSolverMultistepScheduler(
+    return DPMSolverMultistepScheduler(
         num_train_timesteps=model.config.num_train_timesteps, trained_betas=(1 - model.alphas_cumprod / torch.cat(
             [torch.ones(1, dtype=torch.float64), model.alphas_cumprod[:-1]])).tolist(),
         prediction_type=model.config.prediction_type, algorithm_type="dpmsolver++", solver_order=2,
         timestep_spacing="trailing", steps_offset=1)
+
+
+def diffusers_pipeline(model):
+    """diffusers' StableDiffusionPipeline around the model folder's UNet and VAE, loaded by
+    diffusers' own ``from_pretrained`` as a diffusers user would (no text encoder: the prompt
+    embeddings are passed in), with DPM-Solver++ 2M on the model's schedule."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+
     unet = UNet2DConditionModel.from_pretrained(model.folder / "unet", dtype=torch.float32).eval()
     vae = AutoencoderKL.from_pretrained(model.folder / "vae", dtype=torch.float32).eval()
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=dpm_solver(model),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -5,15 +5,17 @@
 * ``plugin_site``: the test plugin packages and the example sepia plugin really installed
   (``pip install --target``) into a temporary folder, for subprocess tests.
 * ``run_toolkit``: runs ``python -m toolkit`` in a subprocess with that folder on the path.
+* ``stages``: tiny trained text-to-image stages (CLIP, autoencoder, denoiser), trained once
+  per session for the ldm tests; ``train`` trains one more from a ``model:`` section.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,6 +26,8 @@ SEPIA = ROOT / "plugins" / "packages" / "toolkit-example-sepia"
 sys.path.insert(0, str(FIXTURES / "toolkit-tiny"))  # in-process tests import toolkit_tiny directly
 
 import toolkit_tiny  # noqa: E402
+from helpers import TINY_AUTOENCODER, TINY_CLIP, TINY_DENOISER, pip_install_target, train  # noqa: E402
+
 
 from toolkit.host.loading import plugins_with_extra, set_registry  # noqa: E402
 
@@ -50,21 +54,6 @@ def tiny_model(home: Path, registry) -> Path:
     return toolkit_tiny.make_model(home / "models" / "tinym", default=True)
 
 
-def pip_install_target(target: Path, *packages: Path) -> Path:
-    """Really install plugin packages (entry points and all) into a folder of their own.
-
-    Each package is built from a copy: setuptools writes egg-info into the source folder,
-    which would make the in-process copy of toolkit_tiny look installed too."""
-    sources = target.parent / f"{target.name}-src"
-    packages = tuple(Path(shutil.copytree(p, sources / p.name, ignore=shutil.ignore_patterns("*.egg-info", "build"))) for p in packages)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), *map(str, packages)],
-        check=True, capture_output=True, text=True,
-    )
-    return target
-
-
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny plugin, two broken plugins and the example sepia plugin, installed."""
@@ -84,3 +73,18 @@ def run_toolkit(plugin_site: Path, home: Path):
         return result
 
     return run
+
+
+# -- tiny text-to-image stages ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def stages(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """CLIP -> autoencoder -> denoiser over both, each exported by `Trainer.train`."""
+    root = tmp_path_factory.mktemp("t2i")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOOLKIT_HOME", str(root / "home"))
+        clip = train(root, "clip", {"conditioner": "text-clip", **TINY_CLIP})
+        ae = train(root, "ae", TINY_AUTOENCODER)
+        denoiser = train(root, "den", {**TINY_DENOISER, "autoencoder": str(ae), "text_conditioner": "text-clip",
+                                       "text_encoder": {"path": str(clip)}})
+    return SimpleNamespace(root=root, clip=clip, ae=ae, denoiser=denoiser)

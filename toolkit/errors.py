@@ -59,3 +59,8 @@ class TrainingError(ToolkitError):
 
 class EvaluationError(ToolkitError):
     """A model cannot be evaluated: no classifier for its data, or no record of that data."""
+
+
+class ToolkitWarning(UserWarning):
+    """Something the user should know that does not stop the work (a blank sketch treated
+    as no sketch, a mask resized to the image). The CLI prints it on one line."""

@@ -56,7 +56,7 @@ def bad_files(tmp_path):
         (["--sketch", "{d}/missing.png"], "sketch file not found"),
         (["--sketch", "{d}/corrupt.png"], "cannot read"),
         (["--sketch", "{d}/bomb.png"], "over the limit of 40 megapixels"),
-        (["--sketch", "{d}/tall.png"], "crop it to a 16:16 aspect ratio"),
+        (["--sketch", "{d}/tall.png", "--sketch-scale", "3"], "--sketch-scale: Input should be less than or equal to 2"),
         (["--model", "nonexistent"], "unknown model 'nonexistent'"),
         (["--steps", "0"], "--steps: Input should be greater than or equal to 1"),
         (["--class", "99"], "--class: model 'tinym' has classes 0-9"),

@@ -62,7 +62,7 @@ def test_sampler_generator_defaults_and_unknown_sampler(tiny_model, home):
     assert result.images[0].size == (16, 16)
 
 
-def test_sketch_conditioning_changes_output_and_wrong_aspect_refused(tiny_model, tmp_path):
+def test_sketch_conditioning_changes_output_and_another_aspect_is_letterboxed(tiny_model, tmp_path):
     sketch = Image.new("RGB", (32, 32), "white")
     sketch.paste((0, 0, 0), (4, 4, 28, 8))
     path = tmp_path / "sketch.png"
@@ -71,10 +71,14 @@ def test_sketch_conditioning_changes_output_and_wrong_aspect_refused(tiny_model,
     drawn = generate(model="tinym", seed=1, sketch=str(path))
     assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(drawn.images[0]))
     assert drawn.plan.request.sketch.startswith("data:image/png")  # stored at the size used
-    assert open_image(drawn.plan.request.sketch).size == (16, 16)
-    Image.new("RGB", (40, 20), "white").save(tmp_path / "wide.png")
-    with pytest.raises(Exception, match="crop it to a 16:16 aspect ratio"):
-        generate(model="tinym", sketch=str(tmp_path / "wide.png"))
+    assert open_image(drawn.plan.request.sketch).size == (64, 64)  # kept on the conditioner's working canvas (4x)
+    wide = Image.new("RGB", (40, 20), "white")
+    wide.paste((0, 0, 0), (4, 4, 36, 6))
+    wide.save(tmp_path / "wide.png")
+    letterboxed = generate(model="tinym", seed=1, sketch=str(tmp_path / "wide.png"))
+    width, height = open_image(letterboxed.plan.request.sketch).size
+    assert width == 2 * height  # the drawing as drawn, never stretched; encode letterboxes it
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(letterboxed.images[0]))
 
 
 def test_postprocessors_run_in_stage_order_and_are_recorded(tiny_model):

@@ -1,6 +1,6 @@
 """Every registered conditioner, the tiny test plugin's included, passes the checks of
 ``toolkit.contracts`` for its kind: class labels, sketches, masks and init images from PIL
-images of any mode and of the model's aspect ratio (another aspect is a ToolkitError), and
+images of any mode and of the model's aspect ratio (another aspect is a ToolkitError, except for sketches: letterboxed), and
 text conditioners loaded the way the pipeline loads them, from a registered model folder
 whose config.json names them. The checks themselves catch a conditioner that breaks them."""
 
@@ -96,7 +96,7 @@ class FloatClasses(Conditioner):
 
 
 def test_the_checks_catch_broken_conditioners():
-    with pytest.raises(AssertionError, match="strokes must be 1 and paper 0"):
+    with pytest.raises(AssertionError, match="the traced edge does not read as strokes"):
         check_conditioner(UpsideDownSketch)
     with pytest.raises(AssertionError, match="encode of a 48x16 image for 24x16: was accepted"):
         check_conditioner(StretchingMask)

@@ -146,7 +146,7 @@ def test_folder_listing_and_refusals(sd_folder, registry, tmp_path):
     from toolkit.generation.store import find_model
 
     info = find_model(str(sd_folder), registry)
-    assert info.accepts == {"text"} and (16, 16) in info.sizes
+    assert info.accepts == {"text", "init_image", "mask"} and (16, 16) in info.sizes
     with pytest.raises(UnsupportedRequestError, match="does not accept class"):
         pipeline.plan(pipeline.parse_request(None, model=str(sd_folder), prompt="x", class_label=1), registry)
     broken = tmp_path / "broken"

@@ -18,7 +18,7 @@ from toolkit import generate  # noqa: E402
 from toolkit.generation.images import pil_to_tensor  # noqa: E402
 from toolkit.host.loading import plugins_with_extra, set_registry  # noqa: E402
 
-from conftest import pip_install_target  # noqa: E402  (tests/ is on sys.path under pytest)
+from helpers import pip_install_target  # noqa: E402  (tests/ is on sys.path)
 
 PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "packages" / "toolkit-nudenet"
 if str(PACKAGE) not in sys.path:  # imported from the source tree, not installed

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
-
-from toolkit.errors import ImageInputError, InvalidRequestError
 from toolkit_plugins.datasets import shapes
 from toolkit_plugins.datasets.shapes import (
-    COLOURS, POSITIONS, SHAPES, SIZES, Scene, ShapeObject, ShapesDataset, ShapesEvaluator, caption,
-    parse_caption, render, sample_scene,
+    COLOURS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Scene,
+    ShapeObject,
+    ShapesDataset,
+    ShapesEvaluator,
+    caption,
+    parse_caption,
+    render,
+    sample_scene,
 )
 from toolkit_plugins.datasets.shapes.render import BACKGROUND, placement
+
+from toolkit.errors import ImageInputError, InvalidRequestError
 
 ATTRIBUTES = ("shape", "colour", "size", "position")
 
@@ -152,13 +164,46 @@ def test_samples_are_deterministic_and_well_formed():
     assert small["image"].shape == (3, 32, 32) and small["sketch"].shape == small["mask"].shape == (1, 32, 32)
 
 
+# sha256 (first 16 hex digits) of image, sketch and mask bytes and of [caption, class_label,
+# attributes] as JSON, computed with the grid-only code before the free layout was added: the
+# shipped models were trained on these samples, so options added since must leave them alone.
+GRID_SAMPLES = {
+    '{"split": "train"}': {0: "bf73d5b22c4cad1c", 1: "aa5c8d842d34e959", 17: "80eeda209bc6c173", 999: "34b1ba8072e6af69"},
+    '{"split": "test", "seed": 3}': {0: "7f2cbf843a4694db", 17: "c378f2d73bc82b27"},
+    '{"split": "heldout", "size": 32}': {0: "85404e48496c1467", 999: "d3a352880f432a68"},
+    '{"split": "train", "size": 128, "max_objects": 1}': {1: "73d4072d22ba55d8", 17: "e84e1933f44c50d3"},
+    '{"split": "train", "partial_captions": 0.5, "seed": 7}': {0: "fa7560e8b8d5e7a8", 1: "046ca6887fdda3b3"},
+}
+
+
+def sample_digest(sample: dict) -> str:
+    digest = hashlib.sha256()
+    for key in ("image", "sketch", "mask"):
+        digest.update(sample[key].numpy().tobytes())
+    digest.update(json.dumps([sample["caption"], sample["class_label"], sample["attributes"]]).encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("options", list(GRID_SAMPLES))
+def test_grid_samples_are_unchanged(options):
+    for layout in ({}, {"layout": "grid"}):
+        data = ShapesDataset(**json.loads(options), **layout)
+        assert {i: sample_digest(data[i]) for i in GRID_SAMPLES[options]} == GRID_SAMPLES[options]
+
+
 def test_dataset_errors():
     with pytest.raises(InvalidRequestError, match="splits train, test, heldout"):
         ShapesDataset("validation")
     with pytest.raises(InvalidRequestError, match="no options"):
         ShapesDataset(colours=3)
-    with pytest.raises(InvalidRequestError, match="max_objects"):
+    with pytest.raises(InvalidRequestError, match="max_objects must be 1 to 2 in the grid layout"):
         ShapesDataset(max_objects=3)
+    with pytest.raises(InvalidRequestError, match="layout must be grid or free, not 'spiral'"):
+        ShapesDataset(layout="spiral")
+    with pytest.raises(InvalidRequestError, match="sketch_style needs layout=free"):
+        ShapesDataset(sketch_style="clean")
+    with pytest.raises(InvalidRequestError, match="max_objects must be a number, not 'two'"):
+        ShapesDataset(max_objects="two")
     with pytest.raises(InvalidRequestError, match="size >= 16"):
         ShapesDataset(size=8)
     with pytest.raises(IndexError):
@@ -269,3 +314,5 @@ def test_evaluator_takes_pil_arrays_and_tensors_and_ignores_specks():
         evaluator.detect(torch.zeros(1, 3, 64, 64))
     with pytest.raises(ImageInputError, match="uint8"):
         evaluator.detect(np.zeros((64, 64, 3), np.float64))
+    with pytest.raises(InvalidRequestError, match="layout grid or free"):
+        ShapesEvaluator(layout="spiral")

@@ -35,30 +35,10 @@ from toolkit.host.loading import get_registry
 from toolkit.train.config import validate_train_config
 from toolkit.train.trainer import Trainer, trainable_name
 
-TINY_CLIP = {"embed_dim": 16, "vision_width": 32, "vision_layers": 1, "patch_size": 8, "text_width": 16,
-             "text_layers": 1, "text_heads": 2, "context_length": 24}
-TINY_AUTOENCODER = {"generator": "ldm", "stage": "autoencoder", "ae_channels": [8, 16]}
-TINY_DENOISER = {"generator": "ldm", "stage": "denoiser", "unet_channels": [16, 32], "attention_heads": 2,
-                 "num_train_timesteps": 100, "default_steps": 3}
+from helpers import TINY_CLIP, TINY_DENOISER, train, train_config  # noqa: E402  (tests/ is on sys.path)
+
 BERT_HIDDEN = 24  # not the CLIP's 16: the UNet's cross-attention size must follow the text encoder
 PROMPTS = ["a red circle", "a large blue square in the top left", "", "!$%^ star"]
-
-
-def train_config(root: Path, name: str, model: dict, steps: int = 3) -> dict:
-    return {
-        "name": name,
-        "model": model,
-        "data": {"dataset": "shapes", "size": 32, "batch_size": 4},
-        "train": {"steps": steps, "lr": 1e-3, "ema_decay": None},
-        "output": {"dir": str(root / name), "checkpoint_every": 1000, "sample_every": 1000, "log_every": 1,
-                   "export_dir": str(root / name / "model")},
-    }
-
-
-def train(root: Path, name: str, model: dict, steps: int = 3) -> Path:
-    exported = Trainer(validate_train_config(train_config(root, name, model, steps))).train()
-    assert exported == root / name / "model"
-    return exported
 
 
 def invoke(*args: str):
@@ -67,19 +47,6 @@ def invoke(*args: str):
 
 def pixels(result) -> np.ndarray:
     return np.stack([np.asarray(image) for image in result.images])
-
-
-@pytest.fixture(scope="module")
-def stages(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """CLIP -> autoencoder -> denoiser over both, each exported by `Trainer.train`."""
-    root = tmp_path_factory.mktemp("t2i")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TOOLKIT_HOME", str(root / "home"))
-        clip = train(root, "clip", {"conditioner": "text-clip", **TINY_CLIP})
-        ae = train(root, "ae", TINY_AUTOENCODER)
-        denoiser = train(root, "den", {**TINY_DENOISER, "autoencoder": str(ae), "text_conditioner": "text-clip",
-                                       "text_encoder": {"path": str(clip)}})
-    return SimpleNamespace(root=root, clip=clip, ae=ae, denoiser=denoiser)
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +264,7 @@ def test_denoiser_folder_is_diffusers_layout(stages):
     folder = stages.denoiser
     assert {"unet", "vae", "scheduler", "text_encoder", "config.json"} <= {p.name for p in folder.iterdir()}
     config = json.loads((folder / "config.json").read_text())
-    assert config["generator"] == "ldm" and config["accepts"] == ["text"] and config["sizes"] == [[32, 32]]
+    assert config["generator"] == "ldm" and config["accepts"] == ["text", "mask", "init_image"] and config["sizes"] == [[32, 32]]
     assert config["text_encoder"] == {"path": "text_encoder"} and config["autoencoder"] is None
     assert config["conditioners"] == {"text": "text-clip"}
     assert {"unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from toolkit.cli import dataset, eval, generate, installed, train  # noqa: F401  (each adds its commands to `cli`)
+from toolkit.cli import app, dataset, eval, generate, installed, train  # noqa: F401  (each adds its commands to `cli`)
 from toolkit.cli.root import CommandContext, cli, print_error
 from toolkit.errors import ToolkitError
 

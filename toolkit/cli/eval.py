@@ -34,12 +34,19 @@ from toolkit.host.registry import Registry
               help="Text-to-image models: a JSON Lines prompt file to score, GenEval-style, or the name of a prompt "
                    "set the model's dataset ships (default for models that take only text: the dataset's default set).")
 @click.option("--images-per-prompt", default=2, show_default=True, type=click.IntRange(1), help="With --prompts.")
+@click.option("--sketches", type=click.IntRange(1), is_flag=False, flag_value=200, metavar="[N]",
+              help="Sketch models: edge F1 and prompt checks on N held-out scenes (200 if N is left out), with and "
+                   "without the sketch (docs/sketches.md).")
+@click.option("--sketch-style", "sketch_styles", multiple=True, metavar="STYLE",
+              help="With --sketches: also sketch the scenes another way: inverted, thick, wobbly, photo, or a "
+                   "style the dataset draws (its sketch_style option). Repeatable.")
+@click.option("--split", default="test", show_default=True, help="With --sketches: the split to draw scenes from.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.pass_obj
 def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_file: str | None, dataset: str | None, size: int | None,
              options: tuple[str, ...], classifier: str | None, sampler: str | None, steps: int | None,
              guidance: float | None, truncation: float | None, prompts: str | None, images_per_prompt: int,
-             device: str) -> None:
+             sketches: int | None, sketch_styles: tuple[str, ...], split: str, device: str) -> None:
     """Score a model on a fixed, seeded set of generated images; print the figures and write them as JSON.
 
     A small classifier trained on the model's dataset (found by the dataset, size and
@@ -56,12 +63,26 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
       toolkit eval --model ./my-model --dataset digits --size 16
       toolkit eval-classifier train --dataset digits --size 16    (when no classifier fits)
       toolkit eval --model ldm-shapes --prompts shapes-paraphrases
+      toolkit eval --model ldm-shapes-sketch --sketches --sketch-style thick --sketch-style photo
 
     Text-to-image models are scored on a prompt file instead, GenEval-style: the model's
     dataset checks each image against its prompt (object, colour, position, binding, ...),
     and a CLIP gives a CLIP score.
     """
     from toolkit.eval.models import evaluate_model, save_report
+
+    if sketches is not None or sketch_styles:
+        from toolkit.eval.sketches import evaluate_sketches
+
+        with progress_bar() as bar:
+            report = evaluate_sketches(model, sketches or 200, seed, styles=sketch_styles, split=split, dataset=dataset,
+                                       size=size, options=parse_options(options) if options else None, sampler=sampler,
+                                       steps=steps, guidance_scale=guidance, device=device, registry=obj.registry,
+                                       progress=bar)
+        out.print(sketch_eval_table(report))
+        target = save_report(report, out_file or Path("eval") / f"{report['model']}-sketches.json")
+        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+        return
 
     if prompts or _takes_only_text(model, obj.registry):
         from toolkit.eval.prompts import evaluate_prompts
@@ -111,6 +132,29 @@ def prompt_eval_table(report: dict[str, Any]) -> Table:
     for name, g in r["groups"].items():
         cells = ["-" if c not in g else (f"{g[c]:.1f}" if c == "clip_score" else f"{100 * g[c]:.1f}%") for c in shown]
         table.add_row(name, str(g["prompts"]), *cells)
+    return table
+
+
+def sketch_eval_table(report: dict[str, Any]) -> Table:
+    """Per way of asking (prompt + sketch, the prompt alone, ...): edge F1 and the share of
+    images passing each prompt check; warnings the generation gave below."""
+    r = report
+    sampling = f", {r['sampler']} {r['steps']} steps, guidance {r['guidance_scale']}" if r["sampler"] else ""
+    table = Table(title=f"{r['model']}: {r['n']} {r['dataset']['split']} scenes, seed {r['seed']}{sampling}, "
+                        f"{r['seconds']:.0f} s",
+                  caption=f"edge F1: Canny edges against the strokes of {r['edge_f1']['reference']}, within "
+                          f"{r['edge_f1']['tolerance_px']:g} px; precision and recall in the JSON report")
+    checks = r["prompt_checks"]
+    labels = {"position": "pos.", "all_correct": "all right"}
+    table.add_column("asked with")
+    for column in ("images", "edge F1", *(labels.get(c, c) for c in checks)):
+        table.add_column(column, justify="right")
+    for name, v in r["variants"].items():
+        table.add_row(escape(name), str(v["images"]), f"{v['f1']:.3f}",
+                      *("-" if c not in v else f"{100 * v[c]:.1f}%" for c in checks))
+    for name, v in r["variants"].items():
+        for message, count in v["warnings"].items():
+            table.add_row(escape(f"{name}: {count} x {message}"), *[""] * (2 + len(checks)))
     return table
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -28,6 +29,7 @@ from toolkit.errors import InvalidRequestError, ToolkitError
 from toolkit.generation.request import PostSpec
 from toolkit.host.registry import Registry
 
+_python_showwarning = warnings.showwarning
 console = Console(stderr=True)  # progress, chains and records
 out = Console()  # results: paths, tables, JSON
 
@@ -69,6 +71,16 @@ def _force_progress() -> bool:
     return os.environ.get("TOOLKIT_PROGRESS") == "1"
 
 
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
+    """``warnings.showwarning`` for the CLI: the message alone, on one line, for the user's
+    own warnings (``ToolkitWarning`` and plugins' ``UserWarning``); library noise keeps
+    Python's format."""
+    if issubclass(category, UserWarning) and not issubclass(category, DeprecationWarning):
+        console.print(f"[yellow]Warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, *args)
+
+
 def print_error(error: Exception) -> None:
     console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
 
@@ -106,6 +118,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
     if not isinstance(ctx.obj, CommandContext):
         ctx.obj = CommandContext(debug)
+    warnings.showwarning = show_warning
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -9,7 +9,8 @@ Conventions shared by every component:
   with values in ``[-1, 1]``. Conversion to and from PIL happens at the edges only
   (``toolkit.generation.images``).
 * Sketches are ``(batch, 1, height, width)`` floats in ``[0, 1]`` where 1 is a stroke;
-  masks are ``(batch, 1, height, width)`` floats in ``{0, 1}`` where 1 means "regenerate".
+  masks are ``(batch, 1, height, width)`` floats in ``[0, 1]`` where 1 means "regenerate"
+  (grey blends).
 * Randomness comes from the ``torch.Generator`` the pipeline passes in, never from the
   global RNG, so that a recipe's seed reproduces an image bit for bit.
 

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image
+
+from toolkit.generation.images import fit_to, to_rgb
 
 from .conditioning import TextEmbedding
 
@@ -30,6 +33,13 @@ class Conditioner(ABC):
     def load(cls, model_folder: Path | None, config: dict[str, Any]) -> Conditioner:
         """Build the conditioner for one model. Default: no weights, no settings."""
         return cls()
+
+    @classmethod
+    def fit(cls, image: Image.Image, width: int, height: int) -> Image.Image:
+        """An input image (image kinds only) as the request and its recipe keep it for a
+        ``width`` x ``height`` model, before ``encode``. Default: RGB at that size, another
+        aspect ratio refused. A sketch conditioner letterboxes instead, say."""
+        return fit_to(to_rgb(image), width, height, what=cls.kind.replace("_", " "))
 
     @abstractmethod
     def encode(self, value: Any, *, n: int, height: int, width: int) -> Any:

@@ -37,7 +37,7 @@ class Conditioning:
     negative_text: TextEmbedding | None = None  # the negative prompt, for guidance
     class_labels: torch.Tensor | None = None  # (batch,) int64
     sketch: torch.Tensor | None = None  # (batch, 1, H, W) in [0, 1], 1 = stroke
-    mask: torch.Tensor | None = None  # (batch, 1, H, W) in {0, 1}, 1 = regenerate
+    mask: torch.Tensor | None = None  # (batch, 1, H, W) float32 in [0, 1], 1 = redraw, grey = blend
     init_image: torch.Tensor | None = None  # (batch, 3, H, W) in [-1, 1]
     extra: dict[str, Any] = field(default_factory=dict)  # plugin-specific conditioning
 

@@ -3,7 +3,7 @@ each kind, as ``toolkit.components.Conditioning`` documents it.
 
     class       an int                  -> (n,) int64
     sketch      a PIL drawing           -> (n, 1, H, W) float in [0, 1], 1 = stroke
-    mask        a PIL mask              -> (n, 1, H, W) float in {0, 1}, 1 = regenerate (white)
+    mask        a PIL mask              -> (n, 1, H, W) float in [0, 1], 1 = redraw (white), grey = blend
     init_image  a PIL image             -> (n, 3, H, W) float in [-1, 1]
     text        a prompt                -> TextEmbedding: tokens (n, L, D), pooled (n, D'), mask (n, L) or None
 """
@@ -11,13 +11,15 @@ each kind, as ``toolkit.components.Conditioning`` documents it.
 from __future__ import annotations
 
 import inspect as pyinspect
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from toolkit.components import CONDITIONING_KINDS, Conditioner, TextConditioner, TextEmbedding
+from toolkit.errors import ToolkitWarning
 
 from .expect import expect, expect_tensor, expect_toolkit_error
 
@@ -68,7 +70,7 @@ def _box(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _check_image_kind(conditioner: Conditioner, *, n: int, height: int, width: int, channels: int, low: float,
-                      high: float, ink: int, paper: int, binary: bool = False) -> None:
+                      high: float, ink: int, paper: int) -> None:
     """Shared by sketch, mask and init_image: the shape and range for inputs of several PIL
     modes, at the model's size and at twice it (resized); the box drawn in ``ink`` reads as
     ``low`` and the ``paper`` around it as ``high`` or the other way round; an input of
@@ -80,8 +82,6 @@ def _check_image_kind(conditioner: Conditioner, *, n: int, height: int, width: i
             what = f"{name}: encode({mode} {image.width}x{image.height}) for {width}x{height}"
             out = expect_tensor(conditioner.encode(image, n=n, height=height, width=width), what,
                                 (n, channels, height, width), low=low, high=high)
-            if binary:
-                expect(bool(((out == 0) | (out == 1)).all()), f"{what}: values other than 0 and 1")
             expect(bool((out == out[:1]).all()), f"{what}: the {n} rows differ; one input is repeated for the batch")
             inside, outside = _box(out)
             expect(abs(float(inside.mean()) - float(outside.mean())) > 0.5 * (high - low),
@@ -92,18 +92,65 @@ def _check_image_kind(conditioner: Conditioner, *, n: int, height: int, width: i
                          f"{name}: encode of a {wrong.width}x{wrong.height} image for {width}x{height}")
 
 
+def outline(width: int, height: int, *, ink: int = 0, paper: int = 255, mode: str = "RGB") -> Image.Image:
+    """A ``width`` x ``height`` PIL image: ``paper`` grey with the edge of the middle half
+    (rows and columns from 1/4 to 3/4) traced in ``ink``, a line 1/16 of the shorter side wide."""
+    image = Image.new("L", (width, height), paper)
+    line = max(1, min(width, height) // 16)
+    ImageDraw.Draw(image).rectangle((width // 4, height // 4, 3 * width // 4 - 1, 3 * height // 4 - 1),
+                                    outline=ink, width=line)
+    return image.convert(mode)
+
+
 def check_sketch_conditioner(conditioner: Conditioner, *, n: int, height: int, width: int) -> None:
-    """Dark lines on white -> ``(n, 1, H, W)`` in [0, 1] with 1 = stroke."""
-    _check_image_kind(conditioner, n=n, height=height, width=width, channels=1, low=0, high=1, ink=0, paper=255)
-    out = conditioner.encode(drawing(width, height), n=n, height=height, width=width)
-    inside, outside = _box(out)
-    expect(float(inside.mean()) > float(outside.mean()), f"{_name(conditioner)}: strokes must be 1 and paper 0, not reversed")
+    """Any drawing -> ``(n, 1, H, W)`` in [0, 1] with 1 = stroke: a rectangle's edge traced
+    dark on light or light on dark, in several PIL modes, at the model's size and at twice
+    it, reads as strokes along the edge and 0 well inside and outside it; a drawing of
+    another aspect ratio is letterboxed (its margins 0, nothing stretched); a blank page is
+    no sketch: None, with one ``ToolkitWarning``."""
+    name = _name(conditioner)
+    for ink, paper in ((0, 255), (255, 0)):
+        for mode in ("RGB", "L", "P"):
+            for scale in (1, 2):
+                image = outline(width * scale, height * scale, ink=ink, paper=paper, mode=mode)
+                what = f"{name}: encode({mode} {image.width}x{image.height}, ink {ink} on {paper}) for {width}x{height}"
+                out = expect_tensor(conditioner.encode(image, n=n, height=height, width=width), what,
+                                    (n, 1, height, width), low=0, high=1)
+                expect(bool((out == out[:1]).all()), f"{what}: the {n} rows differ; one input is repeated for the batch")
+                _check_outline(out[0, 0], width // 4, height // 4, 3 * width // 4, 3 * height // 4, what)
+    wide = outline(width * 2, height)  # letterboxed into the middle half of the rows
+    what = f"{name}: encode of a {wide.width}x{wide.height} drawing for {width}x{height}"
+    out = expect_tensor(conditioner.encode(wide, n=n, height=height, width=width), what, (n, 1, height, width),
+                        low=0, high=1)[0, 0]
+    margin = height // 4
+    expect(float(out[:margin - 1].max()) == 0 and float(out[height - margin + 1:].max()) == 0,
+           f"{what}: the margins above and below the drawing are not empty (stretched, not letterboxed?)")
+    _check_outline(out, width // 4, margin + height // 8, 3 * width // 4, margin + 3 * height // 8, what)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        blank = conditioner.encode(Image.new("RGB", (width, height), "white"), n=n, height=height, width=width)
+    expect(blank is None, f"{name}: encode of a blank page gave {type(blank).__name__}, not None (no sketch)")
+    expect([w.category for w in caught] == [ToolkitWarning],
+           f"{name}: encode of a blank page warned {[w.category.__name__ for w in caught]}, not one ToolkitWarning")
+
+
+def _check_outline(lines: torch.Tensor, left: int, top: int, right: int, bottom: int, what: str) -> None:
+    """``lines`` ``(H, W)`` hold the edge of a rectangle from (left, top) to (right, bottom),
+    exclusive, traced inwards as ``outline`` draws it: strokes along the edge, nothing two
+    pixels or more outside the traced band."""
+    line = max(1, min(lines.shape) // 16)
+    near = torch.zeros(lines.shape, dtype=torch.bool)
+    near[max(top - 2, 0):bottom + 2, max(left - 2, 0):right + 2] = True
+    near[top + line + 2:bottom - line - 2, left + line + 2:right - line - 2] = False
+    on_edge = lines[top:bottom, left].mean() + lines[top:bottom, right - 1].mean()
+    expect(float(on_edge) / 2 > 0.5, f"{what}: the traced edge does not read as strokes (mean {float(on_edge) / 2:.3f})")
+    expect(float(lines[~near].max()) < 0.1, f"{what}: strokes away from the drawn edge (max {float(lines[~near].max()):.3f})")
 
 
 def check_mask_conditioner(conditioner: Conditioner, *, n: int, height: int, width: int) -> None:
-    """White = regenerate -> ``(n, 1, H, W)`` in {0, 1} with 1 = regenerate."""
-    _check_image_kind(conditioner, n=n, height=height, width=width, channels=1, low=0, high=1, ink=255, paper=0,
-                      binary=True)
+    """White = redraw -> ``(n, 1, H, W)`` in [0, 1] with 1 = redraw and black exactly 0 (grey
+    may blend: soft masks are allowed)."""
+    _check_image_kind(conditioner, n=n, height=height, width=width, channels=1, low=0, high=1, ink=255, paper=0)
     out = conditioner.encode(drawing(width, height, ink=255, paper=0), n=n, height=height, width=width)
     inside, outside = _box(out)
     expect(bool((inside == 1).all() and (outside == 0).all()),

@@ -23,7 +23,7 @@ from PIL import Image
 
 from toolkit.components import Conditioning, GenerateArgs, Generator, PostContext
 from toolkit.errors import InvalidRequestError, RecipeError, UnsupportedRequestError
-from toolkit.generation.images import fit_to, open_image, tensor_to_pil, to_data_url, to_rgb
+from toolkit.generation.images import open_image, tensor_to_pil, to_data_url
 from toolkit.generation.post import PostStep, free_path, plan_post, run_post, write_output
 from toolkit.generation.recipe import RECIPE_FORMAT, library_versions, read_recipe
 from toolkit.generation.request import GenerationRequest, parse_request
@@ -89,11 +89,13 @@ def plan(request: GenerationRequest, registry: Registry | None = None) -> Plan:
         )
     if request.mask is not None and request.init_image is None:
         raise InvalidRequestError("--mask marks what to regenerate in --init-image; pass --init-image too")
-    for field_name in ("sketch", "mask", "init_image"):  # record inputs at the size actually used
-        value = getattr(request, field_name)
+    if request.init_image is not None and request.mask is None:
+        raise InvalidRequestError("--init-image needs a --mask: white marks what to redraw (an all-white mask redraws everything)")
+    for kind in ("sketch", "mask", "init_image"):  # recorded as the model's conditioner reads them
+        value = getattr(request, kind)
         if value is not None:
-            image = fit_to(to_rgb(open_image(value, what=field_name)), width, height, what=field_name.replace("_", " "))
-            updates[field_name] = to_data_url(image)
+            conditioner = registry.get("conditioners", conditioner_name(model.config, kind))
+            updates[kind] = to_data_url(conditioner.fit(open_image(value, what=kind.replace("_", " ")), width, height))
     updates["seed"] = request.seed if request.seed is not None else secrets.randbelow(2**31)
     resolved = parse_request(request.model_dump() | updates)
     return Plan(resolved, model, generator_cls, plan_post(resolved, registry), registry)

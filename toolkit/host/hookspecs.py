@@ -35,7 +35,7 @@ def register_conditioners(register: Callable[..., None]) -> None:
 
     ``register(ConditionerSubclass)``: a subclass of ``toolkit.components.Conditioner``
     whose ``kind`` is one of text, class, sketch, mask, init_image. Sketch encodings are
-    ``(n, 1, H, W)`` in ``[0, 1]``, masks ``(n, 1, H, W)`` in ``{0, 1}``, class labels ``(n,)``.
+    ``(n, 1, H, W)`` in ``[0, 1]``, masks ``(n, 1, H, W)`` in ``[0, 1]`` (1 = redraw), class labels ``(n,)``.
     """
 
 

@@ -25,7 +25,15 @@ from torch import nn
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Generator, LoadContext, Phase, Trainable, TrainContext
 from toolkit.families.diffusion import VPDenoiser, beta_schedule
+from toolkit.families.inpainting import inpainting_inputs, sample_resampled
 from toolkit.generation.store import load_weights, read_square_model_config, save_model_folder, square_model_config
+
+# Inpainting: the samplers that follow any sigmas they are given, so they can resample (the
+# diffusers adapters pick their own steps), and RePaint's rounds per tenth of the schedule.
+# A class-conditional model chooses where its object goes from the starting noise, so without
+# resampling it mostly leaves the mask empty (docs/inpainting.md).
+RESAMPLING_SAMPLERS = ("ddpm", "ddim")
+INPAINT_RESAMPLE = 4
 
 
 class DDPMConfig(BaseModel):
@@ -161,7 +169,7 @@ class DDPMGenerator(Generator, Trainable):
 
     name = "ddpm"
     description = "denoising diffusion (Ho et al. 2020), our UNet, class labels with classifier-free guidance"
-    accepts = frozenset({"class"})
+    accepts = frozenset({"class", "init_image", "mask"})
     uses_sampler = True
     Config = DDPMConfig
     ema_modules = ("unet",)
@@ -195,6 +203,7 @@ class DDPMGenerator(Generator, Trainable):
     def save_pretrained(self, folder: Path) -> None:
         """fp16 weights: sampling quality is unchanged and the folder is half the size."""
         config = square_model_config(self.name, self.config, num_classes=self.num_classes, size=self.size)
+        config["accepts"] = sorted({*config["accepts"], "init_image", "mask"})  # every ddpm model can inpaint
         weights = {k: v.half() for k, v in self.unet.state_dict().items()}
         save_model_folder(folder, config, {"model.safetensors": weights})
 
@@ -211,16 +220,33 @@ class DDPMGenerator(Generator, Trainable):
         return VPDenoiser(network, self.alphas_cumprod, self.config.prediction_type, 1.0 if self.config.clip_sample else None)
 
     def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
+        """Images from noise, or, with a mask and an init image, the init image redrawn where
+        the mask is white (``toolkit.families.inpainting``: known-region replacement on the
+        pixels, RePaint's resampling with the samplers that allow it, then a composite that
+        keeps every other pixel exactly)."""
+        inpaint = inpainting_inputs(cond, args.n, args.height, args.width)
+        if inpaint is not None and inpaint.keeps_everything:
+            return inpaint.init_image.clone()
         device = next(self.unet.parameters()).device
         labels = cond.class_labels.to(device) if cond.class_labels is not None else None
         denoiser = self.denoiser(self.unet, labels, args.guidance_scale if args.guidance_scale is not None else 1.0)
+        if inpaint is not None:
+            denoiser = inpaint.guide(denoiser, inpaint.init_image.to(device))
         sigmas = denoiser.get_sigmas(args.steps or self.config.default_steps).to(device)
         x = torch.randn(args.n, 3, args.height, args.width, generator=args.generator, device=args.generator.device).to(device) * sigmas[0]
+        if inpaint is not None:
+            x = denoiser.start(x)
         total = len(sigmas) - 1
         callback = (lambda info: args.progress(info["i"] + 1, total)) if args.progress else None
         sampler = args.sampler
         assert sampler is not None, "the pipeline resolves a sampler for every diffusion model"
-        return sampler(denoiser, x, sigmas, callback=callback, generator=args.generator).clamp(-1, 1)
+        if inpaint is not None and not inpaint.redraws_everything and args.sampler_name in RESAMPLING_SAMPLERS:
+            images = sample_resampled(sampler, denoiser, x, sigmas, resample=INPAINT_RESAMPLE, jump=max(1, total // 10),
+                                      generator=args.generator, progress=args.progress)
+        else:
+            images = sampler(denoiser, x, sigmas, callback=callback, generator=args.generator)
+        images = images.clamp(-1, 1)
+        return images if inpaint is None else inpaint.composite(images)
 
     # -- training ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from toolkit.components import Conditioning, GenerateArgs, Generator, LoadContex
 from toolkit.errors import ModelError
 from toolkit.families.cross_attention import reuse_text_keys, text_keys_kwargs
 from toolkit.families.diffusion import VPDenoiser
+from toolkit.families.inpainting import inpainting_inputs
 
 INDEX = "model_index.json"
 # The pipelines whose prompt encoding and UNet call this generator knows.
@@ -82,7 +83,7 @@ def folder_config(folder: Path) -> dict[str, Any] | None:
     vae = json.loads((folder / "vae" / "config.json").read_text())
     native = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
     sides = [native] + [s for s in (256, 512, 768, 1024) if s != native and s <= 2 * native and s % 64 == 0]
-    return {"generator": "diffusers", "accepts": ["text"], "sizes": [[s, s] for s in sides],
+    return {"generator": "diffusers", "accepts": ["init_image", "mask", "text"], "sizes": [[s, s] for s in sides],
             "conditioners": {"text": "diffusers-text"}, "pipeline": index["_class_name"],
             "default_sampler": "dpmpp-2m", "default_steps": 25, "default_guidance_scale": 7.5}
 
@@ -121,7 +122,7 @@ class DiffusersGenerator(Generator):
 
     name = "diffusers"
     description = "any local diffusers Stable Diffusion 1.x/2.x/XL pipeline folder (--model ./folder)"
-    accepts = frozenset({"text"})
+    accepts = frozenset({"text", "init_image", "mask"})
     uses_sampler = True
     default_sampler, default_steps, default_guidance_scale = "dpmpp-2m", 25, 7.5
 
@@ -157,7 +158,20 @@ class DiffusersGenerator(Generator):
             emb = TextEmbedding(torch.zeros_like(emb.tokens), torch.zeros_like(emb.pooled), None)
         return TextEmbedding(emb.tokens.expand(n, -1, -1), emb.pooled.expand(n, -1), None)
 
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(n, 3, H, W)`` in [-1, 1] -> the VAE's latents ``(n, C, H / f, W / f)``, scaled
+        as the UNet sees them (the mode of the VAE's posterior: no noise drawn)."""
+        vae = self.pipe.vae
+        return vae.encode(images.to(self.pipe.device, vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
+
     def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
+        """Images from noise, or, with a mask and an init image, the init image redrawn where
+        the mask is white: known-region replacement on the init image's latents (the mask
+        max-pooled to the latent grid), then a composite in pixels that keeps every other
+        pixel exactly (``toolkit.families.inpainting``)."""
+        inpaint = inpainting_inputs(cond, args.n, args.height, args.width)
+        if inpaint is not None and inpaint.keeps_everything:
+            return inpaint.init_image.clone()
         pipe, n = self.pipe, args.n
         empty = self._empty(n) if cond.text is None or cond.negative_text is None else None
         text = cond.text if cond.text is not None else empty
@@ -182,15 +196,20 @@ class DiffusersGenerator(Generator):
             return free + scale * (cond_out - free)
 
         denoiser = VPDenoiser(network, self.alphas_cumprod, self.prediction_type)
+        if inpaint is not None:
+            denoiser = inpaint.guide(denoiser, self.encode_image(inpaint.init_image))
         sigmas = denoiser.get_sigmas(args.steps or self.default_steps).to(device)
         f = pipe.vae_scale_factor
         shape = (n, pipe.unet.config.in_channels, args.height // f, args.width // f)
         x = torch.randn(shape, generator=args.generator, device=args.generator.device).to(device) * sigmas[0]
+        if inpaint is not None:
+            x = denoiser.start(x)
         total = len(sigmas) - 1
         callback = (lambda info: args.progress(info["i"] + 1, total)) if args.progress else None
         assert args.sampler is not None, "the pipeline resolves a sampler for every diffusion model"
         latents = args.sampler(denoiser, x, sigmas, callback=callback, generator=args.generator)
-        return pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
+        images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
+        return images if inpaint is None else inpaint.composite(images)
 
 
 @hookimpl

@@ -20,6 +20,9 @@ How objects are found (``ShapesEvaluator.detect``):
    centre of mass even after blur. Each shape is fitted with that area and centre of mass,
    and the shape whose template overlaps the object best (soft intersection over union)
    wins. The fitted half-extent gives the size class, the fitted centre the grid cell.
+
+``ShapesEvaluator(layout="free")`` reads free.py's turned, overlapping objects: a touching
+component is a neighbour, not a fragment; templates turn and may go on under neighbours (freefit.py).
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from PIL import Image
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from toolkit.errors import ImageInputError
+from toolkit.errors import ImageInputError, InvalidRequestError
 
-from .render import BACKGROUND, HALF_EXTENT, SIZE_JITTER, coverage, unit_geometry
+from .free import RADIUS
+from .freefit import drop_slivers, fit_shapes, neighbours_of
+from .render import BACKGROUND, HALF_EXTENT, SIZE_JITTER, SIZE_THRESHOLD, coverage, unit_geometry
 from .scene import COLOURS, SHAPES, ShapeObject, parse_caption, position_name
 
 ATTRIBUTES = ("shape", "colour", "size", "position")
@@ -50,8 +55,6 @@ FRAGMENT_FRACTION = 1 / 3
 # Blurs (Gaussian sigma in pixels at 64x64) the shape templates are also compared at, since
 # generated images are rarely as sharp as the renders.
 TEMPLATE_BLURS = (0.0, 0.6, 1.0, 1.5)
-# Half-extent, in cells, that separates small from large: the geometric mean of the two.
-SIZE_THRESHOLD = math.sqrt(HALF_EXTENT["small"] * HALF_EXTENT["large"])
 
 
 @dataclass
@@ -67,6 +70,7 @@ class DetectedObject:
     radius: float  # the fitted half-extent, in pixels
     bbox: tuple[int, int, int, int]  # (top, left, bottom, right) of the foreground pixels, bottom/right exclusive
     shape_scores: dict[str, float] = field(default_factory=dict)  # template overlap per shape, best = shape
+    rotation: float = 0.0  # degrees clockwise from the shape's upright pose (read in the free layout only)
 
     @property
     def position_name(self) -> str:
@@ -136,8 +140,13 @@ def to_rgb_array(image: Any) -> np.ndarray:
 
 
 class ShapesEvaluator:
-    """Scores images against shapes captions. Stateless: one instance serves any image size
-    (objects are measured relative to the image, as the renderer draws them)."""
+    """Scores images against shapes captions, at any image size (objects are measured
+    relative to the image). ``layout="free"`` also reads turned and overlapping objects."""
+
+    def __init__(self, layout: str = "grid"):
+        if layout not in ("grid", "free"):
+            raise InvalidRequestError(f"the shapes evaluator reads layout grid or free, not '{layout}'")
+        self.layout = layout
 
     def detect(self, image: Any) -> list[DetectedObject]:
         """The objects in an image, top to bottom then left to right.
@@ -153,8 +162,9 @@ class ShapesEvaluator:
         own_alpha = np.take_along_axis(alphas, classes[..., None], axis=2)[..., 0]  # (H, W)
         foreground = own_alpha >= FOREGROUND_ALPHA
         cell = min(height, width) / 3
-        smallest = min(unit_geometry(s)[0] for s in SHAPES) * (HALF_EXTENT["small"] * (1 - SIZE_JITTER) * cell) ** 2
-        min_area = MIN_OBJECT_FRACTION * smallest
+        smallest_radius = RADIUS["small"][0] * 3 * cell if self.layout == "free" else \
+            HALF_EXTENT["small"] * (1 - SIZE_JITTER) * cell
+        min_area = MIN_OBJECT_FRACTION * (min(unit_geometry(s)[0] for s in SHAPES) * smallest_radius**2)
 
         # Components never cross colour classes, so two touching objects of different colours stay two.
         labels = np.zeros((height, width), np.int32)
@@ -163,7 +173,7 @@ class ShapesEvaluator:
             found, count = ndimage.label(foreground & (classes == k))  # 4-connected: diagonal neighbours stay apart
             labels[found > 0] = found[found > 0] + len(colour_of)
             colour_of += [k] * count
-        labels = _absorb_fragments(labels)
+        labels = _absorb_fragments(labels) if self.layout == "grid" else drop_slivers(labels, min_area)
 
         objects = []
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -181,7 +191,9 @@ class ShapesEvaluator:
             soft = np.where(region, np.clip(alphas[window][..., k], 0.0, 1.0), 0.0)  # (h, w) of the window
             if soft.sum() < min_area:
                 continue
-            objects.append(_measure(soft, mask, (y0, x0), _NAMES[k], cell, height, width))
+            objects.append(_measure(soft, mask, (y0, x0), _NAMES[k], cell, height, width) if self.layout == "grid" else
+                           _measure_free(soft, mask, neighbours_of(labels[window], index), (y0, x0), _NAMES[k], cell,
+                                         height, width))
         return sorted(objects, key=lambda o: (o.position, o.centre[1], o.centre[0]))
 
     def evaluate(self, image: Any, caption: str | Sequence[ShapeObject]) -> EvalResult:
@@ -250,6 +262,22 @@ def _absorb_fragments(labels: np.ndarray) -> np.ndarray:
             sizes[neighbour] += sizes[index]
             sizes[index] = 0
     return labels
+
+
+def _measure_free(soft: np.ndarray, mask: np.ndarray, hidden: np.ndarray, origin: tuple[int, int], colour: str,
+                  cell: float, height: int, width: int) -> DetectedObject:
+    """Like ``_measure``, for the free layout: ``hidden`` ``(h, w)`` bool marks the window's
+    pixels other objects cover, where this one may go on underneath (freefit.py)."""
+    (y0, x0), (rows, cols) = origin, np.nonzero(mask)
+    fits = fit_shapes(soft, hidden, tuple(sigma * 3 * cell / 64 for sigma in TEMPLATE_BLURS))  # blurs are at 64x64
+    best = max(fits.values(), key=lambda f: f.overlap)
+    cx, cy = best.cx + x0, best.cy + y0  # window -> image coordinates
+    return DetectedObject(
+        shape=best.shape, colour=colour, size="large" if best.radius / cell > SIZE_THRESHOLD else "small",
+        position=(min(max(int(cy / (height / 3)), 0), 2), min(max(int(cx / (width / 3)), 0), 2)),
+        area=float(soft.sum()), centre=(cx, cy), radius=best.radius,
+        bbox=(int(y0 + rows.min()), int(x0 + cols.min()), int(y0 + rows.max() + 1), int(x0 + cols.max() + 1)),
+        shape_scores={shape: round(fit.overlap, 4) for shape, fit in fits.items()}, rotation=best.rotation)
 
 
 def _measure(soft: np.ndarray, mask: np.ndarray, origin: tuple[int, int], colour: str, cell: float,

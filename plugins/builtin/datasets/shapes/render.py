@@ -26,6 +26,8 @@ from .scene import COLOURS, Scene, ShapeObject
 BACKGROUND = (240, 240, 240)  # light neutral grey: far from every palette colour
 SUPERSAMPLE = 4
 HALF_EXTENT = {"small": 0.25, "large": 0.38}  # fraction of a cell's side
+# Half-extent, in cells, that separates small from large: the geometric mean of the two.
+SIZE_THRESHOLD = math.sqrt(HALF_EXTENT["small"] * HALF_EXTENT["large"])
 SIZE_JITTER = 0.04  # relative change of r, uniform in +-SIZE_JITTER
 POSITION_JITTER = 0.06  # shift of the centre, uniform in +-POSITION_JITTER cells (~1.3 px at 64)
 STAR_INNER = 0.45  # inner radius of the five-pointed star, relative to r

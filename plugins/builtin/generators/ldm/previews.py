@@ -20,10 +20,13 @@ class FixedSamples:
 
     def take(self, n: int) -> dict[str, Any]:
         """``images`` ``(n, 3, H, W)`` in [-1, 1], ``captions`` (n strings, "" where the
-        dataset has none) and ``labels`` ``(n,)`` (0 where it has no classes); fewer than
-        ``n`` when the split is smaller."""
+        dataset has none), ``labels`` ``(n,)`` (0 where it has no classes) and, when the
+        dataset draws them, ``sketches`` ``(n, 1, H, W)`` in [0, 1]; fewer than ``n`` when the
+        split is smaller."""
         if self._taken is None or len(self._taken["captions"]) < n:
             samples = evaluation_samples(self.dataset, max(n, 16))
             self._taken = {"images": torch.stack([s["image"] for s in samples]), "captions": [s.get("caption", "") for s in samples],
                            "labels": torch.tensor([s.get("class_label", 0) for s in samples])}
+            if all("sketch" in s for s in samples):
+                self._taken["sketches"] = torch.stack([s["sketch"] for s in samples])
         return {key: value[:n] for key, value in self._taken.items()}

@@ -4,6 +4,7 @@ classifier-free guidance around it, and fine-tuning from a trained one (``init_f
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +54,26 @@ def scheduler_config(config: LDMConfig) -> dict[str, Any]:
     return json.loads(scheduler.to_json_string())
 
 
+@dataclass
+class Control:
+    """Sketch control for one sampling run: the ControlNet, the sketch ``(B, 1, H, W)`` in
+    [0, 1] at image resolution, and how strongly its residuals are added (0 to 2)."""
+
+    net: nn.Module
+    sketch: torch.Tensor
+    scale: float
+
+
 def guided_denoiser(unet: nn.Module, config: LDMConfig, schedule: torch.Tensor, text: TextEmbedding,
                     uncond: TextEmbedding | None, labels: torch.Tensor | None, null_label: int, guidance_scale: float, *,
-                    adapter: nn.Module | None = None, text_keys_once: bool = False) -> VPDenoiser:
+                    adapter: nn.Module | None = None, text_keys_once: bool = False, control: Control | None = None) -> VPDenoiser:
     """The UNet as a k-diffusion denoiser with classifier-free guidance: ``uncond`` (the
     empty or negative prompt, with class ``null_label``) is what the prompt is pushed away from.
 
     text, uncond: tokens ``(B, L, D)`` before the adapter; labels: ``(B,)`` or None;
     schedule: ``alphas_cumprod`` ``(T,)``. The denoiser maps ``(B, C, h, w)`` latents to the same.
+    With ``control`` a ControlNet adds the sketch's residuals to the UNet at every call, for
+    the prompt and the guidance target alike (as diffusers' ControlNet pipelines do).
     """
     null = None if labels is None else torch.full_like(labels, null_label)
     with torch.no_grad():  # once per sampling run, not per step
@@ -70,8 +83,9 @@ def guided_denoiser(unet: nn.Module, config: LDMConfig, schedule: torch.Tensor, 
     once = text_keys_kwargs() if text_keys_once else None  # every call of this run passes the same tokens
 
     def call(x_t: torch.Tensor, t: torch.Tensor, emb: TextEmbedding, classes: torch.Tensor | None) -> torch.Tensor:
+        residuals = {} if control is None else control_residuals(control, x_t, t, emb, classes)
         return unet(x_t, t, encoder_hidden_states=emb.tokens, encoder_attention_mask=emb.attention_mask,
-                    class_labels=classes, cross_attention_kwargs=once).sample
+                    class_labels=classes, cross_attention_kwargs=once, **residuals).sample
 
     guided = uncond is not None and guidance_scale != 1.0
     if guided:  # prompt and guidance target in one batch, joined once rather than at every step
@@ -89,6 +103,16 @@ def guided_denoiser(unet: nn.Module, config: LDMConfig, schedule: torch.Tensor, 
         return free + guidance_scale * (cond - free)
 
     return VPDenoiser(network, schedule, config.prediction_type)
+
+
+def control_residuals(control: Control, x_t: torch.Tensor, t: torch.Tensor, emb: TextEmbedding,
+                      classes: torch.Tensor | None) -> dict[str, Any]:
+    """The ControlNet's residuals for latents ``x_t`` ``(B', C, h, w)``, as the UNet's keyword
+    arguments; the sketch is repeated when the batch holds the prompt and the guidance target."""
+    sketch = control.sketch.repeat(x_t.shape[0] // control.sketch.shape[0], 1, 1, 1)  # (B', 1, H, W)
+    down, mid = control.net(x_t, t, encoder_hidden_states=emb.tokens, controlnet_cond=sketch,
+                            conditioning_scale=control.scale, class_labels=classes, return_dict=False)
+    return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
 
 def start_from(folder: Path, config: LDMConfig, unet: nn.Module, adapter: TextAdapter | None) -> None:

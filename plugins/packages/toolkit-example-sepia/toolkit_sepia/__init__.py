@@ -48,3 +48,21 @@ class Sepia(PostProcessor):
 @hookimpl
 def register_postprocessors(register):
     register(Sepia)
+
+
+@hookimpl
+def register_web_controls(register):
+    """A slider in the web app's "Plugin options" (`toolkit app`); 0 leaves sepia off."""
+
+    def build():
+        import gradio as gr  # imported here: only the web app needs it
+
+        about = SepiaOptions.model_fields["strength"].description
+        strength = gr.Slider(0, 1, value=0, step=0.05, label="Sepia strength", info=f"{about}; 0 = off")
+
+        def to_request(value):
+            return {"post": [{"name": "sepia", "options": {"strength": value}}]} if value else {}
+
+        return [strength], to_request
+
+    register("Sepia", build)

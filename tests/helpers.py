@@ -1,0 +1,53 @@
+"""Helpers the tests share (imported as ``helpers``: tests/ is on sys.path under pytest).
+Fixtures live in conftest.py; plain functions and constants here, since several folders
+have a conftest.py and ``import conftest`` would find whichever was loaded last."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from toolkit.train.config import validate_train_config
+from toolkit.train.trainer import Trainer
+
+
+def pip_install_target(target: Path, *packages: Path) -> Path:
+    """Really install plugin packages (entry points and all) into a folder of their own.
+
+    Each package is built from a copy: setuptools writes egg-info into the source folder,
+    which would make the in-process copy of toolkit_tiny look installed too."""
+    sources = target.parent / f"{target.name}-src"
+    packages = tuple(Path(shutil.copytree(p, sources / p.name, ignore=shutil.ignore_patterns("*.egg-info", "build"))) for p in packages)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), *map(str, packages)],
+        check=True, capture_output=True, text=True,
+    )
+    return target
+
+
+# -- tiny text-to-image stages -------------------------------------------------------------
+
+TINY_CLIP = {"embed_dim": 16, "vision_width": 32, "vision_layers": 1, "patch_size": 8, "text_width": 16,
+             "text_layers": 1, "text_heads": 2, "context_length": 24}
+TINY_AUTOENCODER = {"generator": "ldm", "stage": "autoencoder", "ae_channels": [8, 16]}
+TINY_DENOISER = {"generator": "ldm", "stage": "denoiser", "unet_channels": [16, 32], "attention_heads": 2,
+                 "num_train_timesteps": 100, "default_steps": 3}
+
+def train_config(root: Path, name: str, model: dict, steps: int = 3) -> dict:
+    return {
+        "name": name,
+        "model": model,
+        "data": {"dataset": "shapes", "size": 32, "batch_size": 4},
+        "train": {"steps": steps, "lr": 1e-3, "ema_decay": None},
+        "output": {"dir": str(root / name), "checkpoint_every": 1000, "sample_every": 1000, "log_every": 1,
+                   "export_dir": str(root / name / "model")},
+    }
+
+
+def train(root: Path, name: str, model: dict, steps: int = 3) -> Path:
+    exported = Trainer(validate_train_config(train_config(root, name, model, steps))).train()
+    assert exported == root / name / "model"
+    return exported
