@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from toolkit.cli import cli
 from toolkit.train.config import validate_train_config
 from toolkit.train.trainer import Trainer
 
@@ -51,3 +54,8 @@ def train(root: Path, name: str, model: dict, steps: int = 3) -> Path:
     exported = Trainer(validate_train_config(train_config(root, name, model, steps))).train()
     assert exported == root / name / "model"
     return exported
+
+
+def invoke(*args: str):
+    """Run ``toolkit ARGS...`` in this process, as the command line would."""
+    return CliRunner().invoke(cli, list(args), obj={})

@@ -13,10 +13,7 @@ from PIL import Image
 
 from toolkit.cli import cli
 from toolkit.errors import ToolkitError
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), obj={})
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 
 def test_generate_info_and_replay(tiny_model, tmp_path):

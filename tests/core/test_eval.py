@@ -9,11 +9,9 @@ import shutil
 import pytest
 import toolkit_tiny
 import torch
-from click.testing import CliRunner
 from toolkit_plugins.datasets.shapes import ShapesDataset
 from torch import nn
 
-from toolkit.cli import cli
 from toolkit.eval.classifier import (
     DataRef,
     find_classifier,
@@ -26,10 +24,7 @@ from toolkit.eval.metrics import diversity, frechet_distance, precision_recall_c
 from toolkit.eval.models import batch_seed, evaluate_model
 from toolkit.generation.store import find_model, update_model_config
 from toolkit.host.loading import get_registry
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), obj={})
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 
 class Identity(nn.Module):

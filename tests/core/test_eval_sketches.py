@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 import toolkit_tiny
 import torch
-from click.testing import CliRunner
 from scipy import ndimage
 from skimage.morphology import skeletonize
 from toolkit_plugins.datasets.shapes import ShapesDataset
 
-from toolkit.cli import cli
 from toolkit.errors import EvaluationError
 from toolkit.eval.sketches import (
     edge_f1,
@@ -28,10 +26,7 @@ from toolkit.eval.sketches import (
     wobbly_sketch,
 )
 from toolkit.generation.store import update_model_config
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), obj={})
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 
 def lines(columns: list[int], size: int = 32, width: int = 1) -> np.ndarray:

@@ -12,7 +12,6 @@ import struct
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,14 +25,11 @@ from toolkit.components import PostContext
 from toolkit.generation.recipe import RECIPE_KEY
 from toolkit.generation.request import GenerationRequest
 from toolkit.host.registry import Entry
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 SEPIA_PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "packages" / "toolkit-example-sepia"
 
 pytestmark = pytest.mark.skipif(C2pa.unavailable() is not None, reason=f"c2pa-python unavailable: {C2pa.unavailable()}")
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), obj={})
 
 
 @pytest.fixture

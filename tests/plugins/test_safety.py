@@ -17,14 +17,12 @@ import pytest
 import toolkit_tiny
 import torch
 import yaml
-from click.testing import CliRunner
 from toolkit_plugins.postprocessors.safety import Safety, SafetyOptions
 from toolkit_plugins.postprocessors.safety.actions import gaussian_blur, placeholder
 from toolkit_plugins.postprocessors.safety.encoder import SentenceEncoder
 from toolkit_plugins.postprocessors.safety.policy import compile_term, load_policy, prompt_pieces
 
 from toolkit import generate
-from toolkit.cli import cli
 from toolkit.components import ImageTextScorer, PostContext, SafetyClassifier
 from toolkit.errors import BlockedPromptError, ConfigError, PluginError
 from toolkit.generation.images import pil_to_tensor
@@ -33,6 +31,7 @@ from toolkit.generation.recipe import read_recipe
 from toolkit.generation.request import GenerationRequest
 from toolkit.host.loading import plugins_with_extra, set_registry
 from toolkit.host.registry import Registry
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = yaml.safe_load((ROOT / "benchmarks" / "safety_prompts.yaml").read_text(encoding="utf-8"))
@@ -57,10 +56,6 @@ def red_circle_policy(folder: Path, action: str = "block", **extra) -> str:
     path = folder / f"policy-{action}.yaml"
     path.write_text(yaml.safe_dump(policy), encoding="utf-8")
     return str(path)
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), obj={})
 
 
 def safety(policy: str, **options) -> list[dict]:

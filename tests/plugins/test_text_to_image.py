@@ -18,7 +18,6 @@ import open_clip
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from toolkit_plugins.conditioners.text_clip import ClipLoadError, TextClipConditioner, load_open_clip
@@ -26,7 +25,6 @@ from toolkit_plugins.conditioners.text_hf import TextEncoderLoadError, TextHFCon
 from toolkit_plugins.datasets.shapes import ShapesDataset
 from toolkit_plugins.generators.ldm import LDMGenerator
 
-from toolkit.cli import cli
 from toolkit.components import Conditioning, GenerateArgs
 from toolkit.errors import ConfigError, ModelError, UnsupportedRequestError
 from toolkit.generation.pipeline import generate
@@ -36,13 +34,10 @@ from toolkit.train.config import validate_train_config
 from toolkit.train.trainer import Trainer, trainable_name
 
 from helpers import TINY_CLIP, TINY_DENOISER, train, train_config  # noqa: E402  (tests/ is on sys.path)
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 BERT_HIDDEN = 24  # not the CLIP's 16: the UNet's cross-attention size must follow the text encoder
 PROMPTS = ["a red circle", "a large blue square in the top left", "", "!$%^ star"]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), obj={})
 
 
 def pixels(result) -> np.ndarray:

@@ -25,6 +25,7 @@ from toolkit.components import PostContext
 from toolkit.errors import InvalidRequestError, ModelError, UnsupportedRequestError
 from toolkit.generation.images import pil_to_tensor, tensor_to_pil
 from toolkit.generation.recipe import read_recipe
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 ANIME = realesrgan.MODELS["animevideov3"]
 X4PLUS = realesrgan.MODELS["x4plus"]
@@ -322,10 +323,6 @@ def test_our_networks_match_spandrels_on_the_converted_weights(home, spec):
 
 
 # -- requests: one clear line, nothing written -----------------------------------------------
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), obj={})
 
 
 @pytest.mark.parametrize(
