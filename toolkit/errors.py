@@ -45,6 +45,14 @@ class RecipeError(ToolkitError):
     """A PNG carries no toolkit recipe, or one that cannot be replayed."""
 
 
+class NoRecipeError(RecipeError):
+    """An image carries no toolkit recipe at all (any photo): not an error for `post` or `verify`."""
+
+
+class OutputExistsError(ToolkitError):
+    """An output file or model folder already exists and the command was not told to replace it."""
+
+
 class ConfigError(ToolkitError):
     """A configuration file or override is invalid (unknown key, bad value)."""
 

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import toolkit_tiny
 import torch
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 from toolkit_plugins.datasets.shapes import ShapesDataset
 from torch import nn
 
@@ -22,9 +23,9 @@ from toolkit.eval.classifier import (
 )
 from toolkit.eval.metrics import diversity, frechet_distance, precision_recall_coverage
 from toolkit.eval.models import batch_seed, evaluate_model
-from toolkit.generation.store import find_model, update_model_config
+from toolkit.generation.model_folder import update_model_config
+from toolkit.generation.store import find_model
 from toolkit.host.loading import get_registry
-from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 
 class Identity(nn.Module):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import toolkit_tiny
 import torch
+from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 from scipy import ndimage
 from skimage.morphology import skeletonize
 from toolkit_plugins.datasets.shapes import ShapesDataset
@@ -25,8 +26,7 @@ from toolkit.eval.sketches import (
     thick_sketch,
     wobbly_sketch,
 )
-from toolkit.generation.store import update_model_config
-from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
+from toolkit.generation.model_folder import update_model_config
 
 
 def lines(columns: list[int], size: int = 32, width: int = 1) -> np.ndarray:
@@ -153,6 +153,17 @@ def test_the_reference_is_the_clean_style_where_the_dataset_offers_one(sketch_mo
     report = evaluate_sketches("tinysk", 2, styles=("varied",), registry=registry)
     assert report["edge_f1"]["reference"] == "sketch_style=clean"
     assert set(report["variants"]) == {"prompt + sketch", "prompt", "sketch", "prompt + sketch (varied)"}
+
+
+def test_scenes_come_from_the_sketch_record_and_are_scored_against_clean_lines(sketch_model, registry):
+    """A model whose sketch control was trained on other data than the model (ldm-shapes: the
+    grid layout, then a ControlNet on the free one) records it as ``sketch_dataset``; a style
+    recorded there (how the training sketches were drawn) does not change the reference."""
+    update_model_config(sketch_model, {"sketch_dataset": {"name": "shapes", "size": 16,
+                                                          "options": {"layout": "free", "sketch_style": "varied"}}})
+    report = evaluate_sketches("tinysk", 2, registry=registry)
+    assert report["dataset"]["options"] == {"layout": "free", "sketch_style": "varied"}
+    assert report["edge_f1"]["reference"] == "sketch_style=clean"
 
 
 def test_eval_sketches_command_writes_a_report(sketch_model, tmp_path):

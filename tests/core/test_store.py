@@ -9,7 +9,8 @@ import toolkit_tiny
 import torch
 
 from toolkit.errors import ModelError, UnknownNameError
-from toolkit.generation.store import find_model, list_models, load_weights, save_model_folder, weights_sha256
+from toolkit.generation.model_folder import load_weights, save_model_folder, weights_sha256
+from toolkit.generation.store import find_model, list_models
 
 
 def test_round_trip_and_no_pickle(tmp_path):

@@ -57,9 +57,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(registry, tmp_p
     final = "checkpoints/checkpoint-00000012"
     assert_same(state_tensors(tmp_path / "whole" / final), state_tensors(tmp_path / "parts" / final))
     assert_same(state_tensors(tmp_path / "whole" / "export"), state_tensors(tmp_path / "parts" / "export"))
-    ema_whole = torch.load(tmp_path / "whole" / final / "custom_checkpoint_0.pkl", weights_only=False)
-    ema_parts = torch.load(tmp_path / "parts" / final / "custom_checkpoint_0.pkl", weights_only=False)
-    assert all(torch.equal(x, y) for x, y in zip(ema_whole["shadow_params"], ema_parts["shadow_params"]))
+    assert_same(load_file(tmp_path / "whole" / final / "ema.safetensors"), load_file(tmp_path / "parts" / final / "ema.safetensors"))
 
 
 def test_outputs_of_a_run(registry, tmp_path):

@@ -12,7 +12,8 @@ import torch
 
 from toolkit.components import Conditioner
 from toolkit.contracts import check_conditioner
-from toolkit.generation.store import conditioner_name, read_config
+from toolkit.generation.model_folder import read_config
+from toolkit.generation.store import conditioner_name
 from toolkit.host.loading import plugins_with_extra
 
 # Conditioners whose contract is checked in another file, with where and why.

@@ -46,9 +46,10 @@ def generate(out: Path, *post: str):
                   *[arg for p in post for arg in ("--post", p)], "--out", str(out))
 
 
-def verify(path: Path, *args: str) -> dict:
+def verify(path: Path, *args: str, status: int = 0) -> dict:
+    """What `toolkit verify` found in one file; ``status``: the exit status expected (2: invalid)."""
     result = invoke("verify", "--json", *args, str(path))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == status, result.output
     return json.loads(result.stdout)[0]["found"]
 
 
@@ -141,12 +142,13 @@ def test_signed_png_verifies_keeps_its_recipe_and_shows_pixel_edits(keys, tmp_pa
     resave(png, copy)  # the same pixels saved again: still valid (the check is not fooled by re-encoding)
     assert verify(copy)["c2pa"]["state"] == "valid"
     resave(png, edited, paint=(0, 0, 4, 4))
-    tampered = verify(edited, "--trust", str(keys / "ca.pem"))["c2pa"]
+    tampered = verify(edited, "--trust", str(keys / "ca.pem"), status=2)["c2pa"]
     assert tampered["state"] == "invalid" and tampered["model"] == "gan-digits"
     assert any("image data changed after signing" in p and "dataHash.mismatch" in p for p in tampered["problems"])
 
     text = invoke("verify", str(edited))
     assert "c2pa:" in text.stdout and '"state": "invalid"' in text.stdout
+    assert text.exit_code == 2  # scripts can tell a broken signature from a valid one
 
 
 def test_verify_reports_files_without_credentials_and_refuses_a_bad_trust_file(keys, tmp_path):

@@ -5,6 +5,7 @@ measure what they say. Tiny models and a few steps keep it fast."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ from test_diffusers_generator import sd_folder  # noqa: F401  (a module fixture:
 from toolkit.components import Conditioning
 from toolkit.errors import ImageInputError, InvalidRequestError, ToolkitWarning, UnsupportedRequestError
 from toolkit.eval.inpainting import seam_gradient, seam_pairs
-from toolkit.families.inpainting import Inpainting, KnownRegionDenoiser, inpainting_inputs, sample_resampled
+from toolkit.families.inpainting import Inpainting, KnownRegionDenoiser, inpainting_inputs, sample_resampled, seamless_fill
 from toolkit.generation import pipeline
 from toolkit.generation.images import pil_to_tensor, tensor_to_pil
 
@@ -267,7 +268,7 @@ def test_the_seam_is_measured_across_the_mask_border_only():
 def test_the_evaluation_reports_exact_outsides_and_a_seam(ddpm_folder, registry):
     """On a dataset without masks (digits: a centred box), with a feathered edge."""
     from toolkit.eval.inpainting import evaluate_inpainting
-    from toolkit.generation.store import update_model_config
+    from toolkit.generation.model_folder import update_model_config
 
     update_model_config(ddpm_folder, {"dataset": {"name": "digits", "size": SIZE, "options": {}, "seed": 0}})
     report = evaluate_inpainting(str(ddpm_folder), n=3, steps=2, feather=1, registry=registry, examples=2)
@@ -276,3 +277,43 @@ def test_the_evaluation_reports_exact_outsides_and_a_seam(ddpm_folder, registry)
     mask = report["examples"][0][1]
     assert mask.getpixel((0, 0)) == 0 and mask.getpixel((SIZE // 2, SIZE // 2)) == 255
     assert 0 < mask.getpixel((1, SIZE // 2)) < 255, "feathered: grey just outside the box"
+
+
+def test_eval_inpainting_command_prints_the_figures_and_writes_the_report(ddpm_folder, tmp_path):
+    from helpers import invoke
+
+    from toolkit.generation.model_folder import update_model_config
+
+    update_model_config(ddpm_folder, {"dataset": {"name": "digits", "size": SIZE, "options": {}, "seed": 0}})
+    out = tmp_path / "inpainting.json"
+    result = invoke("eval", "--model", str(ddpm_folder), "--inpainting", "2", "--steps", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "outside max difference" in result.output and "seam" in result.output
+    report = json.loads(out.read_text())
+    assert report["n"] == 2 and report["outside_max_difference"] == 0 and report["feather"] == 0
+
+
+def test_seamless_fill_meets_the_kept_pixels_and_keeps_the_generated_gradients():
+    """Poisson blending: a generated region that is the init image plus an even offset (a
+    decoder's tone error) comes back as the init image; an object drawn inside keeps its
+    edges (its step to the background) exactly; nothing outside the region changes."""
+    torch.manual_seed(0)
+    init = torch.rand(1, 3, 16, 16) * 2 - 1
+    region = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    region[..., 4:12, 5:11] = True
+    offset = init + 0.2
+    filled = seamless_fill(offset, init, region)
+    assert torch.allclose(filled[region.expand_as(filled)], init[region.expand_as(init)], atol=1e-2)
+    assert torch.equal(filled[~region.expand_as(filled)], offset[~region.expand_as(offset)])
+
+    flat = torch.full((1, 3, 16, 16), 0.6)
+    drawn = flat.clone()
+    drawn[..., 6:10, 7:9] = -0.4  # an object inside the region, 1.0 below its background
+    generated = drawn + 0.1  # the whole redrawn tone 0.1 off the kept one
+    filled = seamless_fill(generated, flat, region)
+    inside = filled[0, 0, 4:12, 5:11]
+    assert torch.allclose(inside[0, 0], torch.tensor(0.6, dtype=inside.dtype), atol=2e-2)  # meets the border
+    assert torch.allclose(inside[2:6, 2:4] - inside[0, 0], torch.tensor(-1.0, dtype=inside.dtype), atol=2e-2)
+
+    everything = torch.ones(1, 1, 16, 16, dtype=torch.bool)  # nothing kept: nothing to meet
+    assert torch.equal(seamless_fill(generated, flat, everything), generated)

@@ -8,9 +8,10 @@ so the CLI, the Python API and the web app share one schema.
 from __future__ import annotations
 
 import sys
+import warnings
 
 from toolkit.cli import app, dataset, eval, generate, installed, train  # noqa: F401  (each adds its commands to `cli`)
-from toolkit.cli.root import CommandContext, cli, print_error
+from toolkit.cli.root import CommandContext, cli, print_error, show_warning
 from toolkit.errors import ToolkitError
 
 __all__ = ["cli", "main"]
@@ -24,6 +25,7 @@ def _add_plugin_commands(context: CommandContext) -> None:
 
 def main() -> None:
     context = CommandContext(debug="--debug" in sys.argv[1:])
+    warnings.showwarning = show_warning  # plugins load here, before `cli` runs: their warnings in one line too
     try:
         _add_plugin_commands(context)
     except ToolkitError as error:  # strict plugin mode

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from toolkit.cli.params import DEVICE, OutputPath
 from toolkit.cli.root import CommandContext, cli
 from toolkit.errors import ToolkitError
 
@@ -20,9 +21,9 @@ class ServeError(ToolkitError):
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--share", is_flag=True,
               help="Ask Gradio for a public link (needs the internet; anyone with it can use the app).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=OutputPath(folder=True), default=None,
               help="Folder for the generated PNGs, the only folder the app serves files from. [default: $TOOLKIT_HOME/app]")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.pass_obj
 def app(obj: CommandContext, host: str, port: int, share: bool, out_dir: str | None, device: str) -> None:
     """Serve the web app: every installed model, sampler and post-processor in a form, and

@@ -10,9 +10,11 @@ import click
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from toolkit.cli.params import OutputPath
 from toolkit.cli.root import CommandContext, cli, out, parse_options, progress_bar
 from toolkit.components import Dataset, build_dataset
-from toolkit.generation.images import save_atomic, tensor_to_pil
+from toolkit.generation.files import refuse_existing
+from toolkit.generation.images import save_output, tensor_to_pil
 
 
 @cli.group()
@@ -30,14 +32,16 @@ def dataset_list(obj: CommandContext) -> None:
 
 @dataset.command("preview")
 @click.argument("name")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default="preview.png", show_default=True, help="PNG to write.")
+@click.option("--out", "out_file", type=OutputPath(folder=False), default="preview.png", show_default=True, help="PNG to write.")
 @click.option("--n", "-n", default=16, show_default=True, type=click.IntRange(1, 256), help="Number of samples.")
 @click.option("--split", default="train", show_default=True, help="Dataset split.")
 @click.option("--size", type=click.IntRange(8, 1024), default=None, help="Image size; default: the dataset's.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Dataset seed.")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. root=./photos.")
+@click.option("--overwrite", is_flag=True, help="Replace the --out file if it exists.")
 @click.pass_obj
-def dataset_preview_cmd(obj: CommandContext, name: str, out_file: str, n: int, split: str, size: int | None, seed: int, options: tuple[str, ...]) -> None:
+def dataset_preview_cmd(obj: CommandContext, name: str, out_file: str, n: int, split: str, size: int | None, seed: int,
+                        options: tuple[str, ...], overwrite: bool) -> None:
     """Save a grid of samples with their captions, sketches and masks.
 
     \b
@@ -45,11 +49,12 @@ def dataset_preview_cmd(obj: CommandContext, name: str, out_file: str, n: int, s
       toolkit dataset preview shapes --out shapes.png
       toolkit dataset preview imagefolder -o root=./photos --out mine.png
     """
+    refuse_existing(out_file, overwrite=overwrite)
     data = build_dataset(obj.registry, name, split=split, size=size, seed=seed, options=parse_options(options))
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"rendering {name}", total=n)
         grid = dataset_preview(data, n=n, progress=lambda d, t: bar.update(task, completed=d, total=t))
-    target = save_atomic(grid, out_file)
+    target = save_output(grid, out_file, overwrite=overwrite)
     out.print(str(target), highlight=False, markup=False, soft_wrap=True)
 
 

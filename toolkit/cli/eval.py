@@ -10,6 +10,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from toolkit.cli.params import DEVICE, OutputPath
 from toolkit.cli.root import CommandContext, cli, console, out, parse_options, progress_bar
 from toolkit.host.registry import Registry
 
@@ -19,7 +20,7 @@ from toolkit.host.registry import Registry
 @click.option("--n-per-class", default=100, show_default=True, type=click.IntRange(1),
               help="Images per class (an unconditional model makes this x the number of classes).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the whole generated set.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="JSON report; default eval/<model>.json.")
+@click.option("--out", "out_file", type=OutputPath(folder=False), help="JSON report; default eval/<model>.json.")
 @click.option("--dataset", help="Dataset to compare with, for models whose config.json does not record one.")
 @click.option("--size", type=click.IntRange(8, 1024), help="Image size of that dataset (and of the classifier).")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
@@ -30,7 +31,7 @@ from toolkit.host.registry import Registry
 @click.option("--steps", type=click.IntRange(1, 1000), help="Diffusion models: denoising steps; default the model's.")
 @click.option("--guidance", type=click.FloatRange(0, 50), help="Diffusion models: guidance scale; default the model's.")
 @click.option("--truncation", type=click.FloatRange(0, 10, min_open=True), help="GAN/VAE: latent truncation; default the model's.")
-@click.option("--prompts", metavar="FILE|NAME",
+@click.option("--prompts", metavar="FILE|NAME", callback=lambda ctx, param, value: _text_file_or_name(value),
               help="Text-to-image models: a JSON Lines prompt file to score, GenEval-style, or the name of a prompt "
                    "set the model's dataset ships (default for models that take only text: the dataset's default set).")
 @click.option("--images-per-prompt", default=2, show_default=True, type=click.IntRange(1), help="With --prompts.")
@@ -40,13 +41,20 @@ from toolkit.host.registry import Registry
 @click.option("--sketch-style", "sketch_styles", multiple=True, metavar="STYLE",
               help="With --sketches: also sketch the scenes another way: inverted, thick, wobbly, photo, or a "
                    "style the dataset draws (its sketch_style option). Repeatable.")
-@click.option("--split", default="test", show_default=True, help="With --sketches: the split to draw scenes from.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--inpainting", type=click.IntRange(1), is_flag=False, flag_value=100, metavar="[N]",
+              help="Inpainting models: redraw the masked object of N held-out scenes (100 if N is left out); the "
+                   "largest change outside the mask, the prompt checks inside it, the seam (docs/inpainting.md).")
+@click.option("--feather", type=click.IntRange(0, 32), default=0, show_default=True,
+              help="With --inpainting: blend each mask's edge outwards over this many pixels.")
+@click.option("--split", default="test", show_default=True,
+              help="With --sketches or --inpainting: the split to draw scenes from.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.pass_obj
 def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_file: str | None, dataset: str | None, size: int | None,
              options: tuple[str, ...], classifier: str | None, sampler: str | None, steps: int | None,
              guidance: float | None, truncation: float | None, prompts: str | None, images_per_prompt: int,
-             sketches: int | None, sketch_styles: tuple[str, ...], split: str, device: str) -> None:
+             sketches: int | None, sketch_styles: tuple[str, ...], inpainting: int | None, feather: int, split: str,
+             device: str) -> None:
     """Score a model on a fixed, seeded set of generated images; print the figures and write them as JSON.
 
     A small classifier trained on the model's dataset (found by the dataset, size and
@@ -63,13 +71,27 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
       toolkit eval --model ./my-model --dataset digits --size 16
       toolkit eval-classifier train --dataset digits --size 16    (when no classifier fits)
       toolkit eval --model ldm-shapes --prompts shapes-paraphrases
-      toolkit eval --model ldm-shapes-sketch --sketches --sketch-style thick --sketch-style photo
+      toolkit eval --model ldm-shapes --sketches --sketch-style thick --sketch-style photo
+      toolkit eval --model ldm-shapes --inpainting 100 --feather 3
 
     Text-to-image models are scored on a prompt file instead, GenEval-style: the model's
     dataset checks each image against its prompt (object, colour, position, binding, ...),
     and a CLIP gives a CLIP score.
     """
     from toolkit.eval.models import evaluate_model, save_report
+
+    if inpainting is not None:
+        from toolkit.eval.inpainting import evaluate_inpainting
+
+        with progress_bar() as bar:
+            report = evaluate_inpainting(model, inpainting, seed, split=split, feather=feather, sampler=sampler,
+                                         steps=steps, guidance_scale=guidance, device=device, registry=obj.registry,
+                                         progress=bar)
+        out.print(inpainting_eval_table(report))
+        suffix = f"-feather{feather}" if feather else ""
+        target = save_report(report, out_file or Path("eval") / f"{report['model']}-inpainting{suffix}.json")
+        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+        return
 
     if sketches is not None or sketch_styles:
         from toolkit.eval.sketches import evaluate_sketches
@@ -107,6 +129,22 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
     out.print(str(target), highlight=False, markup=False, soft_wrap=True)
 
 
+def _text_file_or_name(value: str | None) -> str | None:
+    """--prompts: a prompt set's name, or a file of UTF-8 text (JSON Lines); an image or other
+    binary file is refused here, in one line, before any model loads."""
+    path = Path(value) if value else None
+    if path is not None and path.is_file():
+        try:
+            with open(path, encoding="utf-8") as f:
+                f.read(1 << 20)
+        except UnicodeDecodeError:
+            raise click.BadParameter(f"{value} is not a text file; give a JSON Lines file, one "
+                                     '{"prompt": "..."} per line, or the name of a prompt set') from None
+        except OSError as error:
+            raise click.BadParameter(f"cannot read {value} ({error.strerror})") from None
+    return value
+
+
 def _takes_only_text(model: str, registry: Registry) -> bool:
     from toolkit.generation.store import find_model
 
@@ -132,6 +170,25 @@ def prompt_eval_table(report: dict[str, Any]) -> Table:
     for name, g in r["groups"].items():
         cells = ["-" if c not in g else (f"{g[c]:.1f}" if c == "clip_score" else f"{100 * g[c]:.1f}%") for c in shown]
         table.add_row(name, str(g["prompts"]), *cells)
+    return table
+
+
+def inpainting_eval_table(report: dict[str, Any]) -> Table:
+    """Outside-mask difference, the seam, and each inside-mask check beside the un-edited images'."""
+    r = report
+    table = Table(title=f"{r['model']} inpainting {r['n']} {r['dataset']['split']} scenes, feather {r['feather']}, "
+                        f"{r['sampler']} {r['steps']} steps, guidance {r['guidance_scale']}, {r['seconds']:.0f} s",
+                  caption="outside: the largest 8-bit change where the mask is black (must be 0); seam: mean "
+                          "absolute step across the mask's border, over the same on the un-edited images")
+    table.add_column("figure")
+    table.add_column("result", justify="right")
+    table.add_column("un-edited", justify="right")
+    table.add_row("outside max difference", str(r["outside_max_difference"]), "0")
+    ratio = "-" if r["seam_ratio"] is None else f"{r['seam_ratio']:.2f}x"
+    table.add_row("seam", f"{r['seam']:.2f} ({ratio})", f"{r['seam_unedited']:.2f}")
+    for key, value in r.items():
+        if isinstance(value, float) and not key.endswith("_unedited") and f"{key}_unedited" in r and key != "seam":
+            table.add_row(key.removeprefix("prompt_"), f"{100 * value:.1f}%", f"{100 * r[f'{key}_unedited']:.1f}%")
     return table
 
 
@@ -209,10 +266,10 @@ def eval_classifier() -> None:
 @click.option("--steps", default=1000, show_default=True, type=click.IntRange(1),
               help="Optimizer steps (batches of 128).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of weights and batch order.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", type=OutputPath(folder=True),
               help="Folder to write; default $TOOLKIT_HOME/eval_classifiers/<dataset>-<size>, "
                    "where `toolkit eval` looks first.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.pass_obj
 def eval_classifier_train(obj: CommandContext, dataset: str, size: int, options: tuple[str, ...], steps: int, seed: int, out_dir: str | None,
                           device: str) -> None:

@@ -4,6 +4,7 @@ reading back what a file carries."""
 from __future__ import annotations
 
 import json
+import sys
 import types
 import typing
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from toolkit.cli.params import DEVICE, OutputPath
 from toolkit.cli.root import CommandContext, cli, console, out, progress_bar
+from toolkit.errors import InvalidRequestError, RecipeError
 from toolkit.generation.request import GenerationRequest, PostSpec
 
 
@@ -41,9 +44,12 @@ def request_options(func: Any) -> Any:
 
 @cli.command()
 @request_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True, help="Folder for the PNGs (never overwritten).")
-@click.option("--replay", type=click.Path(dir_okay=False), help="Make a toolkit PNG again from the recipe inside it.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--out", "out_dir", type=OutputPath(folder=True), default="out", show_default=True,
+              help="Folder for the PNGs (never overwritten).")
+@click.option("--replay", type=click.Path(dir_okay=False),
+              help="Make a toolkit PNG again from the recipe inside it (only --out and --device apply); "
+                   "exits 1 if the image differs.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.pass_obj
 def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str, **fields: Any) -> None:
     """Generate images; each PNG carries its full recipe.
@@ -58,6 +64,11 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
     from toolkit.generation import pipeline
 
     if replay:
+        given = [GenerationRequest.model_fields[name].json_schema_extra["flag"]  # type: ignore[index]
+                 for name, value in fields.items() if value is not None and value != ()]
+        if given:
+            raise InvalidRequestError(f"--replay makes exactly the image its recipe describes, so {', '.join(given)} "
+                                      "cannot change it; leave them out (only --out and --device apply)")
         _replay(Path(replay), Path(out_dir), device, obj)
         return
     fields["post"] = [PostSpec.parse(p) for p in fields.get("post") or ()]
@@ -78,7 +89,7 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--post", "post", multiple=True, required=True, metavar="NAME[:k=v,...]",
               help="Post-processor to run, in chain order (repeat the flag); see `toolkit plugins`.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True,
+@click.option("--out", "out_dir", type=OutputPath(folder=True), default="out", show_default=True,
               help="Folder for the results (sources are never touched, nothing is overwritten).")
 @click.pass_obj
 def post_cmd(obj: CommandContext, images: tuple[str, ...], post: tuple[str, ...], out_dir: str) -> None:
@@ -109,18 +120,31 @@ def _replay(png: Path, out_dir: Path, device: str, obj: CommandContext) -> None:
     import numpy as np
 
     from toolkit.generation import pipeline
-    from toolkit.generation.images import open_image
-    from toolkit.generation.post import free_path
-    from toolkit.generation.recipe import write_png
+    from toolkit.generation.images import open_image, save_new
+    from toolkit.generation.recipe import recipe_pnginfo
 
     with progress_bar() as bar:
         task = bar.add_task(f"replaying {png.name}", total=None)
         image, recipe = pipeline.replay(png, device=device, registry=obj.registry, progress=lambda d, t: bar.update(task, completed=d, total=t))
-    target = free_path(out_dir, f"{png.stem}-replay")
-    write_png(image, target, recipe)
+    target = save_new(image, out_dir, f"{png.stem}-replay", pnginfo=recipe_pnginfo(recipe))
     same = np.array_equal(np.asarray(open_image(png).convert("RGB")), np.asarray(image))
-    console.print(f"identical to the original: {'yes' if same else 'NO (different machine or library versions?)'}")
+    console.print(f"identical to the original: {'yes' if same else 'NO'}")
     out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+    if not same:
+        raise RecipeError(f"the replay ({target}) differs from {png}: {_why_different(recipe)}")
+
+
+def _why_different(recipe: dict[str, Any]) -> str:
+    """What differs from when the image was made, as far as the recipe recorded it."""
+    from toolkit.generation.recipe import library_versions
+
+    now = library_versions()
+    changed = [f"{name} {then} then, {now.get(name, 'not installed')} now"
+               for name, then in sorted(recipe["versions"].items()) if now.get(name) != then]
+    if changed:
+        return "other library versions (" + "; ".join(changed) + ")"
+    return ("the same library versions, so another CPU or GPU (or --device), or a plugin whose output is not "
+            "deterministic")
 
 
 @cli.command()
@@ -156,22 +180,51 @@ def verify(obj: CommandContext, images: tuple[str, ...], as_json: bool, trust: t
     image file, not only toolkit's PNGs.
 
     \b
+    Exit status, for scripts:
+      0  every file was read and nothing in it is invalid
+      1  a file could not be read, or a check could not run (the others are still reported)
+      2  something is invalid: Content Credentials that do not validate, an altered recipe
+
+    \b
     Examples:
       toolkit verify out/*.png
       toolkit verify photo.jpg --json
       toolkit verify --trust ca.pem out/*.png   # the CA `toolkit keys create` printed
     """
+    from toolkit.cli.root import print_error
+    from toolkit.errors import ToolkitError
     from toolkit.generation.verify import verify_image
 
-    options = {spec.name: spec.options for spec in map(PostSpec.parse, checks)}
-    reports = [verify_image(Path(path), obj.registry, trust=[Path(t) for t in trust], options=options) for path in images]
+    options: dict[str, dict[str, Any]] = {}
+    for spec in map(PostSpec.parse, checks):
+        twice = sorted(set(options.get(spec.name, {})) & set(spec.options))
+        if twice:
+            raise InvalidRequestError(f"--check gives {spec.name}'s {', '.join(twice)} more than once")
+        options.setdefault(spec.name, {}).update(spec.options)
+    reports = []
+    for path in images:
+        try:
+            reports.append(verify_image(Path(path), obj.registry, trust=[Path(t) for t in trust], options=options))
+        except InvalidRequestError:
+            raise  # the options, not this file: the same for every file
+        except ToolkitError as error:
+            print_error(error)
+            reports.append({"path": path, "error": str(error), "status": "error"})
     if as_json:
         out.print_json(json.dumps(reports))
-        return
-    for report in reports:
-        out.print(f"[bold]{escape(report['path'])}[/]")
-        for key, value in report["found"].items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            out.print(f"  {key}: {escape(text)}", soft_wrap=True)
+    else:
+        for report in (r for r in reports if "found" in r):
+            out.print(f"[bold]{escape(report['path'])}[/]")
+            for key, value in report["found"].items():
+                text = value if isinstance(value, str) else json.dumps(value)
+                out.print(f"  {key}: {escape(text)}", soft_wrap=True)
+    for report in (r for r in reports if "found" in r and r["status"] != "ok"):  # one line each, for scripts
+        invalid = [k for k, v in report["found"].items() if isinstance(v, dict) and v.get("state") == "invalid"]
+        failed = [k for k, v in report["found"].items() if isinstance(v, str) and v.startswith("could not check")]
+        print_error(f"{report['path']}: " + "; ".join(f"{what}: {', '.join(names)}" for what, names in
+                                                      (("invalid", invalid), ("could not check", failed)) if names))
+    statuses = {r["status"] for r in reports}
+    if statuses != {"ok"}:
+        sys.exit(2 if "invalid" in statuses else 1)
 
 

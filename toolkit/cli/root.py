@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from toolkit.errors import InvalidRequestError, ToolkitError
+from toolkit.errors import InvalidRequestError, PluginError, ToolkitError
 from toolkit.generation.request import PostSpec
 from toolkit.host.registry import Registry
 
@@ -81,13 +81,15 @@ def show_warning(message: Warning | str, category: type[Warning], filename: str,
         _python_showwarning(message, category, filename, lineno, *args)
 
 
-def print_error(error: Exception) -> None:
-    console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-
+def print_error(error: Exception | str) -> None:
+    """``Error: MESSAGE`` on one line of stderr, however many lines the message had."""
+    console.print(f"[bold red]Error:[/] {escape(' '.join(str(error).split()))}", highlight=False, soft_wrap=True)
 
 
 class ToolkitGroup(click.Group):
-    """Turns ToolkitErrors into one line on stderr and exit status 1."""
+    """Turns ToolkitErrors into one line on stderr and exit status 1, and a command line
+    click cannot read into one line and exit status 2. A command name is taken once: a
+    plugin adding a command under a name in use (``generate``, say) is refused."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -97,6 +99,34 @@ class ToolkitGroup(click.Group):
                 raise
             print_error(error)
             sys.exit(1)
+        except click.UsageError as error:
+            _usage_error(error)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:  # the root's own options (`toolkit --bogus`)
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            _usage_error(error)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        other = self.commands.get(name) if name else None
+        if other is not None and other is not cmd and _origin(other) != _origin(cmd):
+            raise PluginError(f"command '{name}' already exists (from {_origin(other)[0]}); a plugin cannot replace it")
+        super().add_command(cmd, name)
+
+
+def _usage_error(error: click.UsageError) -> NoReturn:
+    command = error.ctx.command_path if error.ctx else "toolkit"
+    print_error(f"{error.format_message()} (see `{command} --help`)")
+    sys.exit(error.exit_code)
+
+
+def _origin(command: click.Command) -> tuple[str, str]:
+    """Where a command's function is defined: the same function added again is no clash."""
+    callback = command.callback
+    return getattr(callback, "__module__", "?"), getattr(callback, "__qualname__", type(command).__qualname__)
 
 
 @click.group(cls=ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,8 +156,11 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
+        key = key.strip()
+        if not sep or not key:
             raise InvalidRequestError(f"option '{pair}' must be key=value")
+        if key in options:
+            raise InvalidRequestError(f"option '{key}' is given twice; give it once")
         options[key] = PostSpec.parse(f"x:{key}={value}").options[key]
     return options
 

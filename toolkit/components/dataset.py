@@ -82,6 +82,10 @@ def build_dataset(registry: Registry, name: str, *, split: str = "train", size: 
     None: the dataset's default). Every caller builds datasets here, so an unknown name,
     split or option gets the same one-line error everywhere."""
     cls = registry.get("datasets", name)
+    reserved = sorted({"split", "size", "seed"} & set(options or {}))
+    if reserved:
+        raise InvalidRequestError(f"dataset '{name}': {', '.join(reserved)} cannot be a dataset option; "
+                                  "each has its own setting (--split, --size, --seed, or data.split, data.size)")
     if split not in cls.splits:
         raise InvalidRequestError(f"dataset '{name}' has splits {', '.join(cls.splits)}, not '{split}'")
     kwargs: dict[str, Any] = {"split": split, "seed": seed, **(options or {})}

@@ -98,7 +98,7 @@ class Generator(ABC):
 
     @abstractmethod
     def save_pretrained(self, folder: Path) -> None:
-        """Write the model folder (use ``toolkit.generation.store.save_model_folder``)."""
+        """Write the model folder (use ``toolkit.generation.model_folder.save_model_folder``)."""
 
     @abstractmethod
     def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:

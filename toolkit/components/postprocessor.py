@@ -102,5 +102,6 @@ class PostProcessor(ABC):
     def inspect(cls, path: Path, image: Image.Image, ctx: InspectContext) -> str | dict[str, Any] | None:
         """For ``toolkit verify``: what this post-processor can read back from a file it
         may have processed (a watermark's payload, a signature's validity), or None if it
-        has nothing to say about this kind of processing. ``image`` is ``path`` opened."""
+        has nothing to say about this kind of processing. ``image`` is ``path`` opened. A
+        dict with ``"state": "invalid"`` marks a failed check (`toolkit verify` exits 2)."""
         return None

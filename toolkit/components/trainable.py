@@ -51,6 +51,9 @@ class Trainable(ABC):
 
     Config: ClassVar[type[BaseModel]]
     ema_modules: ClassVar[tuple[str, ...]] = ()  # modules whose EMA weights are used to sample
+    # The config.json key the trainer records the training data under: a stage that adds a
+    # part to a finished model (a sketch ControlNet) keeps the model's own record beside it.
+    data_record: ClassVar[str] = "dataset"
 
     @classmethod
     @abstractmethod

@@ -20,8 +20,9 @@ from torch import nn
 
 from toolkit.components import Dataset, build_dataset
 from toolkit.errors import EvaluationError, ModelError
+from toolkit.generation.model_folder import load_weights, read_config, save_model_folder
 from toolkit.generation.recipe import library_versions
-from toolkit.generation.store import load_weights, read_config, save_model_folder, toolkit_home
+from toolkit.generation.store import toolkit_home
 from toolkit.host.loading import get_registry
 from toolkit.host.registry import Registry
 

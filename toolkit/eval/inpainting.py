@@ -132,10 +132,12 @@ def inpaint_batch(model: LoadedModel, request: GenerationRequest, inits: list[Im
 
 def evaluate_inpainting(name: str, n: int = 100, seed: int = 0, *, split: str = "test", feather: int = 0,
                         sampler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
-                        device: str = "cpu", registry: Registry | None = None, examples: int = 0) -> dict[str, Any]:
+                        device: str = "cpu", registry: Registry | None = None, examples: int = 0,
+                        progress: Any = None) -> dict[str, Any]:
     """The figures of the module docstring for model ``name`` on ``n`` samples of ``split``.
     Returns a JSON-able report; with ``examples`` > 0 also ``"examples"``: that many
-    ``(init, mask, result)`` PIL triples (not JSON: pop them before saving)."""
+    ``(init, mask, result)`` PIL triples (not JSON: pop them before saving). ``progress``: a
+    ``rich.progress.Progress``, advanced per batch of images, or None for silence."""
     from toolkit.generation import pipeline  # imports the plugin stack; only evaluating needs it
 
     started = time.perf_counter()
@@ -158,10 +160,13 @@ def evaluate_inpainting(name: str, n: int = 100, seed: int = 0, *, split: str = 
     model = load_model(info, registry, device)
 
     results: list[Image.Image] = []
+    task = progress.add_task(f"inpainting with {info.name}", total=n) if progress else None
     for batch, start in enumerate(range(0, n, BATCH)):
         end = min(n, start + BATCH)
         batch_seed = int(np.random.SeedSequence([seed, batch]).generate_state(1)[0] & 0x7FFF_FFFF)
         results += inpaint_batch(model, request, inits[start:end], pil_masks[start:end], prompts[start:end], batch_seed)
+        if task is not None:
+            progress.update(task, advance=end - start)
 
     # Where the mask as sent is 0, which the mask conditioner keeps 0: pixels kept exactly.
     outside = [int(np.abs(_levels(r) - _levels(i))[np.asarray(p) == 0].max(initial=0))
@@ -207,6 +212,7 @@ def _inside_scores(data: Dataset, images: list[Image.Image], samples: list[dict[
     tensors = pil_to_tensor(images)  # (N, 3, H, W): the 8-bit pixels a user gets
     if "prompt" in conditioning and data.prompt_checks:
         checks = [data.score_prompt(image, sample["caption"]) for image, sample in zip(tensors, samples)]
-        return {f"prompt_{key}{suffix}": float(np.mean([c[key] for c in checks])) for key in checks[0]}
+        keys = dict.fromkeys(key for c in checks for key in c)  # a caption without a colour has no colour check
+        return {f"prompt_{key}{suffix}": float(np.mean([c[key] for c in checks if key in c])) for key in keys}
     labels = torch.tensor([s["class_label"] for s in samples]) if "class_label" in conditioning else None
     return {f"{key}{suffix}": value for key, value in data.image_scores(tensors, labels).items()}

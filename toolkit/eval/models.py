@@ -49,9 +49,10 @@ from toolkit.eval.classifier import ClassifierFeatures, DataRef, find_classifier
 from toolkit.eval.metrics import K_NEAREST, diversity, frechet_distance, precision_recall_coverage
 from toolkit.generation.files import write_atomic
 from toolkit.generation.images import pil_to_tensor
+from toolkit.generation.model_folder import weights_sha256
 from toolkit.generation.recipe import library_versions
 from toolkit.generation.request import GenerationRequest
-from toolkit.generation.store import ModelInfo, find_model, weights_sha256
+from toolkit.generation.store import ModelInfo, find_model
 from toolkit.host.loading import get_registry
 from toolkit.host.registry import Registry
 
@@ -71,10 +72,12 @@ def batch_seed(seed: int, label: int | None, batch: int) -> int:
 
 
 def model_data(info: ModelInfo, dataset: str | None = None, size: int | None = None,
-               options: dict[str, Any] | None = None) -> DataRef:
-    """What the model is compared with: its config's ``dataset`` entry (written by ``toolkit
-    train``), each part overridden by the arguments given."""
-    recorded = info.config.get("dataset") or {}
+               options: dict[str, Any] | None = None, record: str = "dataset") -> DataRef:
+    """What the model is compared with: its config's ``record`` entry (``dataset``, written by
+    ``toolkit train``; a stage that added a part records its own data under another key,
+    e.g. ``sketch_dataset``), falling back to ``dataset``; each part overridden by the
+    arguments given."""
+    recorded = info.config.get(record) or info.config.get("dataset") or {}
     name, size = dataset or recorded.get("name"), size or recorded.get("size")
     if name is None or size is None:
         raise EvaluationError(f"model '{info.name}' does not record the data it was trained on (no \"dataset\" in its "

@@ -190,7 +190,7 @@ def evaluate_sketches(model: str, n: int = 200, seed: int = 0, *, styles: tuple[
         able = [m.name for m in list_models(registry) if "sketch" in m.accepts]
         raise EvaluationError(f"model '{info.name}' does not accept sketches; models that do: "
                               f"{', '.join(able) or 'none installed'}")
-    ref = model_data(info, dataset, size, options)
+    ref = model_data(info, dataset, size, options, record="sketch_dataset")
     data, reference = _reference_data(ref, split, registry)
     if n > len(data):
         raise EvaluationError(f"{ref.describe()} has {len(data)} '{split}' samples; ask for --sketches {len(data)} "
@@ -259,14 +259,14 @@ def _build(ref: DataRef, split: str, extra: dict[str, Any], registry: Registry) 
 
 def _reference_data(ref: DataRef, split: str, registry: Registry) -> tuple[Dataset, str]:
     """The split whose sketches are given and scored against, and how it was asked for:
-    ``sketch_style=clean`` where the dataset takes it (and the options do not set a style)."""
-    if SKETCH_STYLE_OPTION not in ref.options:
-        try:
-            asked = {SKETCH_STYLE_OPTION: REFERENCE_STYLE}
-            return _build(ref, split, asked, registry), f"{SKETCH_STYLE_OPTION}={REFERENCE_STYLE}"
-        except EvaluationError:
-            pass  # the dataset draws one kind of sketch: its own is the reference
-    return _build(ref, split, {}, registry), "the dataset's own sketches"
+    ``sketch_style=clean`` where the dataset takes it. A style the model's config records
+    is how its training sketches were drawn (unevenly, on purpose); the figures are against
+    even lines all the same, so models trained on different styles compare."""
+    try:
+        asked = {SKETCH_STYLE_OPTION: REFERENCE_STYLE}
+        return _build(ref, split, asked, registry), f"{SKETCH_STYLE_OPTION}={REFERENCE_STYLE}"
+    except EvaluationError:
+        return _build(ref, split, {}, registry), "the dataset's own sketches"  # it draws one kind of sketch
 
 
 def _variants(sample: dict[str, Any], index: int, caption: str | None, styles: tuple[str, ...],

@@ -14,14 +14,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from toolkit.errors import ImageInputError
-from toolkit.generation.files import atomic_file
+from toolkit.errors import ConfigError, ImageInputError
+from toolkit.generation.files import atomic_file, refuse_existing, write_new
 
 # Inputs are sketches, masks and init images for models of at most a few hundred pixels,
 # and photos to upscale; anything past this is refused before decoding (decompression bombs).
-MAX_INPUT_PIXELS = int(os.environ.get("TOOLKIT_MAX_IMAGE_PIXELS", 40_000_000))
+# The default; TOOLKIT_MAX_IMAGE_PIXELS, read by max_input_pixels() each time, overrides it.
+MAX_INPUT_PIXELS = 40_000_000
+# Modes every consumer takes as they are: 8 bits per channel, with or without alpha or a palette.
+PLAIN_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
+
+
+def max_input_pixels() -> int:
+    """The input pixel limit: $TOOLKIT_MAX_IMAGE_PIXELS (a whole number such as 40000000 or
+    4e7), read when an image is checked, so a bad value fails that command in one line
+    rather than every command at import."""
+    value = os.environ.get("TOOLKIT_MAX_IMAGE_PIXELS", "").strip()
+    if not value:
+        return MAX_INPUT_PIXELS
+    try:
+        number = float(value.replace("_", ""))
+    except ValueError:
+        number = float("nan")
+    if not (number.is_integer() and 1 <= number <= 2**62):
+        raise ConfigError(f"TOOLKIT_MAX_IMAGE_PIXELS={value!r} is not a positive whole number of pixels; "
+                          f"set it to e.g. 40000000 (or 4e7), or unset it for the default {MAX_INPUT_PIXELS}")
+    return int(number)
 
 
 def open_image(source: str | Path | bytes | Image.Image, *, what: str = "image") -> Image.Image:
@@ -31,7 +51,7 @@ def open_image(source: str | Path | bytes | Image.Image, *, what: str = "image")
     """
     if isinstance(source, Image.Image):
         check_pixel_count(source.width, source.height, what)
-        return source
+        return normalize_mode(source, what)
     if isinstance(source, str) and source.startswith("data:"):
         try:
             source = base64.b64decode(source.split(",", 1)[1], validate=True)
@@ -55,25 +75,57 @@ def open_image(source: str | Path | bytes | Image.Image, *, what: str = "image")
             image.load()
     except ImageInputError:
         raise
-    except Image.DecompressionBombError as error:  # PIL's own check fires in open() for the largest
+    except Image.DecompressionBombError:  # PIL's own check fires in open() for the largest
         # Pillow refuses past twice its MAX_IMAGE_PIXELS, before we can read the size.
         raise ImageInputError(
-            f"{what} {label} is over the limit of {MAX_INPUT_PIXELS / 1e6:.0f} megapixels (it has more than "
+            f"{what} {label} is over the limit of {max_input_pixels() / 1e6:.0f} megapixels (it has more than "
             f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f}); resize it first"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if "MAX_TEXT_CHUNK" in str(error):  # Pillow's only sign of an oversized PNG text chunk
+            raise ImageInputError(
+                f"{label} carries a metadata (text) chunk over the {PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MB Pillow "
+                "reads: a recipe with very large input images, or a crafted file; strip its metadata to use the pixels"
+            ) from None
         raise ImageInputError(f"cannot read {label} as an image ({error}); is it a PNG, JPEG or WebP file?") from None
-    return image
+    return normalize_mode(image, f"{what} {label}")
 
 
 def check_pixel_count(width: int, height: int, what: str) -> None:
-    if width * height > MAX_INPUT_PIXELS:
+    limit = max_input_pixels()
+    if width * height > limit:
         raise ImageInputError(
             f"{what} is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the limit of "
-            f"{MAX_INPUT_PIXELS / 1e6:.0f}; resize it first (or raise TOOLKIT_MAX_IMAGE_PIXELS if you trust it)"
+            f"{limit / 1e6:.0f}; resize it first (or raise TOOLKIT_MAX_IMAGE_PIXELS if you trust it)"
         )
     if width < 1 or height < 1:
         raise ImageInputError(f"{what} has no pixels ({width}x{height})")
+
+
+def normalize_mode(image: Image.Image, what: str = "image") -> Image.Image:
+    """``image`` in one of ``PLAIN_MODES``, its values converted rather than cut off: 16- and
+    32-bit integer greyscale scaled from 0-65535 to 0-255, float greyscale clipped to [0, 1]
+    (NaN as 0) and scaled, CMYK, YCbCr, HSV and LAB converted to RGB, other alpha modes to
+    RGBA. Every image a user gives goes through here (``open_image``, the imagefolder dataset),
+    so 16-bit PNGs do not turn white, float TIFFs black, or CMYK JPEGs into a traceback."""
+    if image.mode in PLAIN_MODES:
+        return image
+    if image.mode == "F" or image.mode.startswith("I"):
+        values = np.asarray(image, dtype=np.float64)  # (H, W)
+        if image.mode == "F":
+            scaled = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0).clip(0, 1) * 255
+        else:
+            scaled = values.clip(0, 65535) / 257
+        converted = Image.fromarray(scaled.round().astype(np.uint8), "L")
+    else:
+        alpha = image.mode in ("PA", "La", "RGBa")  # (LAB's "A" band is a colour, not alpha)
+        try:
+            converted = image.convert("RGBA" if alpha else "RGB")
+        except ValueError:
+            raise ImageInputError(f"{what} has colour mode {image.mode}, which toolkit cannot convert; "
+                                  "save it as an RGB or greyscale PNG") from None
+    converted.info = dict(image.info)  # metadata (a PNG's text chunks) stays readable
+    return converted
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -120,12 +172,31 @@ def to_data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def save_atomic(image: Image.Image, path: str | Path, **save_options) -> Path:
+def save_atomic(image: Image.Image, path: str | Path, *, replace: bool = True, **save_options) -> Path:
     """Save a PNG through a temporary file and a rename, so a crash never leaves half a file
-    where a finished one (or an earlier output) was."""
-    with atomic_file(path) as f:
+    where a finished one (or an earlier output) was. ``replace=False``: ``FileExistsError``
+    rather than replace an existing file."""
+    with atomic_file(path, replace=replace) as f:
         image.save(f, format="PNG", **save_options)
     return Path(path)
+
+
+def save_output(image: Image.Image, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Save a PNG where the user asked (``--out FILE``): an existing file is replaced only
+    with ``overwrite``, else ``OutputExistsError`` says what to do, even when the file
+    appeared while the image was being made."""
+    try:
+        return save_atomic(image, path, replace=overwrite)
+    except FileExistsError:  # it appeared while the image was being made
+        refuse_existing(path)
+        raise
+
+
+def save_new(image: Image.Image, folder: str | Path, stem: str, **save_options) -> Path:
+    """Save a PNG as ``folder/STEM.png``, or ``STEM-1.png``, ``STEM-2.png``... whichever is
+    free when it is written (``files.write_new``: never replaces a file, even one another
+    process writes at the same moment); returns the path it got."""
+    return write_new(folder, stem, ".png", lambda f: image.save(f, format="PNG", **save_options))
 
 
 def make_grid(images: list[Image.Image], columns: int, *, pad: int = 2, background=(255, 255, 255)) -> Image.Image:

@@ -20,13 +20,15 @@ from typing import Any, Callable
 
 import torch
 from PIL import Image
+from pydantic import BaseModel, ValidationError
 
 from toolkit.components import Conditioning, GenerateArgs, Generator, PostContext
-from toolkit.errors import InvalidRequestError, RecipeError, UnsupportedRequestError
+from toolkit.errors import InvalidRequestError, ModelError, RecipeError, ToolkitError, UnsupportedRequestError
+from toolkit.generation.device import check_device
 from toolkit.generation.images import open_image, tensor_to_pil, to_data_url
-from toolkit.generation.post import PostStep, free_path, plan_post, run_post, write_output
+from toolkit.generation.post import PostStep, plan_post, postprocess_image, run_post, write_output
 from toolkit.generation.recipe import RECIPE_FORMAT, library_versions, read_recipe
-from toolkit.generation.request import GenerationRequest, parse_request
+from toolkit.generation.request import GenerationRequest, PostSpec, parse_request
 from toolkit.generation.store import (
     LoadedModel,
     ModelInfo,
@@ -36,7 +38,7 @@ from toolkit.generation.store import (
     list_models,
     load_model,
 )
-from toolkit.host.loading import get_registry
+from toolkit.host.loading import blame, get_registry
 from toolkit.host.registry import Registry
 
 Progress = Callable[[int, int], None]
@@ -79,6 +81,7 @@ def plan(request: GenerationRequest, registry: Registry | None = None) -> Plan:
     registry = registry or get_registry()
     model = find_model(request.model, registry)
     generator_cls = generator_class(model, registry)
+    _check_hyperparameters(model, generator_cls)
     _check_conditioning(request, model, registry)
     height, width = _resolve_size(request, model, registry)
     updates: dict[str, Any] = {"model": request.model or model.name, "height": height, "width": width}
@@ -99,6 +102,21 @@ def plan(request: GenerationRequest, registry: Registry | None = None) -> Plan:
     updates["seed"] = request.seed if request.seed is not None else secrets.randbelow(2**31)
     resolved = parse_request(request.model_dump() | updates)
     return Plan(resolved, model, generator_cls, plan_post(resolved, registry), registry)
+
+
+def _check_hyperparameters(model: ModelInfo, cls: type[Generator]) -> None:
+    """The model's config.json against its generator's ``Config`` (its types and bounds),
+    before anything is built from it: a tampered ``latent_dim: 1e7`` is refused here rather
+    than allocating tens of gigabytes. Generators without a ``Config`` check their own."""
+    config_cls = getattr(cls, "Config", None)
+    if not (isinstance(config_cls, type) and issubclass(config_cls, BaseModel)):
+        return
+    try:
+        config_cls.model_validate({k: v for k, v in model.config.items() if k in config_cls.model_fields})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:3])
+        raise ModelError(f"model '{model.name}' ({model.path}) has values its generator refuses ({problems}); "
+                         "restore the model folder or re-export it") from None
 
 
 def _models_accepting(kinds: set[str], registry: Registry) -> list[str]:
@@ -198,7 +216,10 @@ def encode_conditioning(plan: Plan, model: LoadedModel, n: int) -> Conditioning:
 def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) -> GenerationResult:
     request = plan.request
     assert request.seed is not None and request.height is not None and request.width is not None
-    model = load_model(plan.model, plan.registry, device)
+    check_device(device)
+    plugin = plan.registry.generators[plan.generator_cls.name].plugin
+    with blame(plugin, f"loading model '{plan.model.name}'"):
+        model = load_model(plan.model, plan.registry, device)
     sha = plan.model.sha256()
     cond = encode_conditioning(plan, model, request.n)
     sampler = plan.registry.get("samplers", request.sampler) if request.sampler else None
@@ -209,7 +230,7 @@ def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) ->
         sampler=sampler, sampler_name=request.sampler, truncation=request.truncation, progress=progress,
         sketch_scale=1.0 if request.sketch_scale is None else request.sketch_scale,
     )
-    with torch.inference_mode():
+    with torch.inference_mode(), blame(plugin, f"generator '{plan.model.generator}'"):
         images = model.generator.generate(cond, args)
     expected = (request.n, 3, request.height, request.width)
     if tuple(images.shape) != expected:
@@ -266,14 +287,24 @@ def save(result: GenerationResult, out_dir: str | Path, *, prefix: str | None = 
     for image, recipe in zip(result.images, result.recipes):
         ctx = PostContext(result.plan.request, result.seed, result.plan.model.name, recipe["model"]["sha256"],
                           registry=result.plan.registry)
-        paths.append(write_output(image, free_path(out, f"{stem}-{recipe['index']:02d}"), recipe, result.plan.post, ctx))
+        paths.append(write_output(image, out, f"{stem}-{recipe['index']:02d}", recipe, result.plan.post, ctx))
     return paths
 
 
 def replay(png: str | Path, *, device: str = "cpu", progress: Progress | None = None,
            registry: Registry | None = None) -> tuple[Image.Image, dict[str, Any]]:
-    """Make a toolkit PNG again from its recipe; returns the image and the recipe."""
+    """Make a toolkit PNG again from its recipe: the generation, then each chain `toolkit
+    post` ran on it since (the recipe's ``post_runs``); returns the image and the recipe.
+    A file whose later changes cannot be made again is refused, saying why."""
     recipe = read_recipe(png)
+    registry = registry or get_registry()
+    unrecorded = recipe["postprocessors"][len(recipe["request"]["post"]) + sum(map(len, recipe["post_runs"])):]
+    if unrecorded:
+        raise RecipeError(
+            f"{png} was changed by `toolkit post` ({', '.join(r['name'] for r in unrecorded)}) with a toolkit that did "
+            "not record how to do it again; replay the file it was made from"
+        )
+    check_device(device)
     request = parse_request(recipe["request"])
     planned = plan(request, registry)
     sha = planned.model.sha256()
@@ -283,4 +314,13 @@ def replay(png: str | Path, *, device: str = "cpu", progress: Progress | None = 
             f"was made ({recipe['model']['sha256'][:12]}...); install the original model to replay it"
         )
     result = run(planned, device=device, progress=progress)
-    return result.images[recipe["index"]], recipe
+    image = result.images[recipe["index"]]
+    for chain in recipe["post_runs"]:
+        specs = [PostSpec.model_validate(step) for step in chain]
+        try:
+            images, *_ = postprocess_image(image, recipe, specs, registry=registry, progress=progress)
+        except ToolkitError as error:
+            raise RecipeError(f"{png} was post-processed after it was made ({', '.join(s.name for s in specs)}), "
+                              f"and that cannot run again here: {error}") from None
+        image = tensor_to_pil(images)[0]
+    return image, recipe

@@ -14,11 +14,11 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from toolkit.components import PostContext, Stage
-from toolkit.errors import InvalidRequestError, RecipeError, UnsupportedRequestError
-from toolkit.generation.images import open_image, pil_to_tensor, save_atomic, tensor_to_pil, to_rgb
-from toolkit.generation.recipe import read_recipe, write_png
+from toolkit.errors import InvalidRequestError, NoRecipeError, UnsupportedRequestError
+from toolkit.generation.images import open_image, pil_to_tensor, save_new, tensor_to_pil, to_rgb
+from toolkit.generation.recipe import read_recipe, recipe_pnginfo
 from toolkit.generation.request import GenerationRequest, PostSpec
-from toolkit.host.loading import get_registry
+from toolkit.host.loading import blame, get_registry
 from toolkit.host.registry import Registry
 
 Progress = Callable[[int, int], None]
@@ -37,6 +37,7 @@ def plan_post(request: GenerationRequest, registry: Registry) -> list[PostStep]:
     steps = []
     for spec in request.post:
         cls = registry.get("postprocessors", spec.name)
+        plugin = registry.postprocessors[spec.name].plugin
         try:
             options = cls.Options.model_validate(spec.options)
         except ValidationError as error:
@@ -45,10 +46,12 @@ def plan_post(request: GenerationRequest, registry: Registry) -> list[PostStep]:
                 f"unknown option '{e['loc'][0]}' (it takes: {takes})" if e["type"] == "extra_forbidden"
                 else f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise InvalidRequestError(f"post-processor '{spec.name}': {problems}") from None
-        reason = cls.unavailable()
-        if reason:
-            raise UnsupportedRequestError(f"post-processor '{spec.name}' cannot run here: {reason}")
-        steps.append(PostStep(spec.name, cls.stage, cls(), options, registry.postprocessors[spec.name].plugin))
+        refuse_coerced_booleans(spec.name, spec.options, options)
+        with blame(plugin, f"post-processor '{spec.name}'"):
+            reason = cls.unavailable()
+            if reason:
+                raise UnsupportedRequestError(f"post-processor '{spec.name}' cannot run here: {reason}")
+            steps.append(PostStep(spec.name, cls.stage, cls(), options, plugin))
     for before, after in zip(steps, steps[1:]):
         if after.stage < before.stage:
             order = " -> ".join(s.name for s in sorted(steps, key=lambda s: s.stage))
@@ -58,8 +61,18 @@ def plan_post(request: GenerationRequest, registry: Registry) -> list[PostStep]:
                 f"list them as {order}"
             )
     for step in steps:
-        step.processor.check_request(request, step.options, registry)
+        with blame(step.plugin, f"post-processor '{step.name}' (check_request)"):
+            step.processor.check_request(request, step.options, registry)
     return steps
+
+
+def refuse_coerced_booleans(name: str, given: dict[str, Any], options: BaseModel) -> None:
+    """pydantic reads ``true`` as 1 for a number field (``upscale-lanczos:scale=true`` would
+    upscale 1x): a true/false the user gave must stay a true/false, or it is refused."""
+    for key, value in given.items():
+        if isinstance(value, bool) and not isinstance(getattr(options, key, None), bool):
+            raise InvalidRequestError(f"post-processor '{name}': {key} takes a number or a name, not "
+                                      f"{str(value).lower()}")
 
 
 def run_post(steps: list[PostStep], images: torch.Tensor, ctx: PostContext) -> tuple[torch.Tensor, list[dict[str, Any]]]:
@@ -67,38 +80,34 @@ def run_post(steps: list[PostStep], images: torch.Tensor, ctx: PostContext) -> t
     final images (sizes may change) and one recipe record per step."""
     records = []
     for step in steps:
-        out = step.processor.process(images, step.options, ctx)
+        with blame(step.plugin, f"post-processor '{step.name}' (process)"):
+            out = step.processor.process(images, step.options, ctx)
         images = out.images
         records.append({"name": step.name, "stage": step.stage.name.lower(), "options": step.options.model_dump(mode="json"),
                         "record": out.record})
     return images, records
 
 
-def write_output(image: Image.Image, path: Path, recipe: dict[str, Any] | None, steps: list[PostStep], ctx: PostContext) -> Path:
-    if recipe is None:
-        save_atomic(image, path)
-    else:
-        write_png(image, path, recipe)
+def write_output(image: Image.Image, folder: Path, stem: str, recipe: dict[str, Any] | None, steps: list[PostStep],
+                 ctx: PostContext) -> Path:
+    """Save a new PNG (with ``recipe``, if any) as ``folder/STEM.png``, or ``STEM-1.png``...:
+    the first free name, claimed atomically (``images.save_new``), so runs writing into one
+    folder at once never overwrite each other's files. Then the steps' file-level work."""
+    path = save_new(image, folder, stem, **({} if recipe is None else {"pnginfo": recipe_pnginfo(recipe)}))
     for step in steps:  # file-level work, e.g. signing; each rewrites the file atomically
-        step.processor.after_save(path, step.options, ctx)
+        with blame(step.plugin, f"post-processor '{step.name}' (after_save)"):
+            step.processor.after_save(path, step.options, ctx)
     return path
 
 
-def postprocess_file(source: str | Path, post: list[PostSpec], out_dir: str | Path, *, registry: Registry | None = None,
-                     progress: Progress | None = None) -> tuple[Path, list[dict[str, Any]]]:
-    """Run a post-processing chain on an existing image file (``toolkit post``): upscale or
-    watermark a photo, or sign a toolkit PNG made earlier. Writes a new PNG in
-    ``out_dir`` (the source is never touched) and returns it with the steps' records.
-
-    A toolkit PNG keeps its recipe, with the new steps appended to its chain and records;
-    any other image gets no recipe (there is nothing to replay)."""
-    registry = registry or get_registry()
-    source = Path(source)
-    image = to_rgb(open_image(source, what="image"))
-    try:
-        recipe: dict[str, Any] | None = read_recipe(source)
-    except RecipeError:
-        recipe = None
+def postprocess_image(
+    image: Image.Image, recipe: dict[str, Any] | None, post: list[PostSpec], *, registry: Registry,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, list[dict[str, Any]], list[PostStep], PostContext]:
+    """Run ``post`` on one RGB image, with ``recipe`` (a toolkit PNG's, or None) describing
+    it: what `toolkit post` does before writing, and what replay repeats for each of a
+    recipe's ``post_runs``. Returns images ``(1, 3, H, W)`` in [-1, 1], the steps' records,
+    the steps and their context (for ``write_output``)."""
     # A request that describes the file, for post-processors' checks (output size, prompt).
     # Not validated: a photo may be larger than anything we generate.
     known = recipe["request"] if recipe else {}
@@ -110,17 +119,31 @@ def postprocess_file(source: str | Path, post: list[PostSpec], out_dir: str | Pa
                       model_sha256=model["sha256"], progress=progress, registry=registry)
     with torch.inference_mode():
         images, records = run_post(steps, pil_to_tensor(image), ctx)
+    return images, records, steps, ctx
+
+
+def postprocess_file(source: str | Path, post: list[PostSpec], out_dir: str | Path, *, registry: Registry | None = None,
+                     progress: Progress | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """Run a post-processing chain on an existing image file (``toolkit post``): upscale or
+    watermark a photo, or sign a toolkit PNG made earlier. Writes a new PNG in
+    ``out_dir`` (the source is never touched) and returns it with the steps' records.
+
+    A toolkit PNG keeps its recipe, with the new steps appended to its chain and records and
+    the chain itself to its ``post_runs`` (so replay can run it again); any other image gets
+    no recipe (there is nothing to replay). A recipe that is not valid is refused."""
+    registry = registry or get_registry()
+    source = Path(source)
+    image = to_rgb(open_image(source, what="image"))
+    try:
+        recipe: dict[str, Any] | None = read_recipe(source)
+    except NoRecipeError:
+        recipe = None
+    images, records, steps, ctx = postprocess_image(image, recipe, post, registry=registry, progress=progress)
     if recipe is not None:
-        recipe = {**recipe, "postprocessors": recipe.get("postprocessors", []) + records,
-                  "chain": recipe.get("chain", []) + [f"{s.name} [{s.stage.name.lower()}]" for s in steps]}
-    path = free_path(Path(out_dir), f"{source.stem}-post")
-    return write_output(tensor_to_pil(images)[0], path, recipe, steps, ctx), records
-
-
-def free_path(folder: Path, stem: str) -> Path:
-    path, k = folder / f"{stem}.png", 1
-    while path.exists():
-        path, k = folder / f"{stem}-{k}.png", k + 1
-    return path
+        ran = [{"name": s.name, "options": s.options.model_dump(mode="json")} for s in steps]
+        recipe = {**recipe, "postprocessors": recipe["postprocessors"] + records,
+                  "post_runs": recipe["post_runs"] + [ran],
+                  "chain": recipe["chain"] + [f"{s.name} [{s.stage.name.lower()}]" for s in steps]}
+    return write_output(tensor_to_pil(images)[0], Path(out_dir), f"{source.stem}-post", recipe, steps, ctx), records
 
 

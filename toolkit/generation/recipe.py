@@ -1,7 +1,8 @@
 """The recipe every output PNG carries: everything needed to make the image again.
 
 It is stored as JSON in a PNG ``iTXt`` chunk named ``toolkit-recipe``; ``toolkit info``
-prints it and ``toolkit generate --replay`` runs it.
+prints it and ``toolkit generate --replay`` runs it. A file is anyone's to edit, so
+``read_recipe`` checks every recipe against one schema (``Recipe``) before anything uses it.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from PIL import Image, PngImagePlugin
+from PIL import PngImagePlugin
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
-from toolkit.errors import ImageInputError, RecipeError
-from toolkit.generation.images import open_image, save_atomic
+from toolkit.errors import ImageInputError, NoRecipeError, RecipeError
+from toolkit.generation.images import open_image
+from toolkit.generation.request import MAX_SEED, GenerationRequest, PostSpec
 
 RECIPE_KEY = "toolkit-recipe"
 RECIPE_FORMAT = "toolkit-recipe/1"
@@ -31,28 +34,100 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_png(image: Image.Image, path: Path, recipe: dict[str, Any]) -> Path:
-    """Save ``image`` with its recipe, atomically (temporary file, then rename), so an
-    interrupted run never leaves a half-written PNG where a finished one was expected."""
+def recipe_pnginfo(recipe: dict[str, Any]) -> PngImagePlugin.PngInfo:
+    """The PNG chunks that carry ``recipe``: pass as ``pnginfo=`` to ``Image.save``."""
     info = PngImagePlugin.PngInfo()
     info.add_itxt(RECIPE_KEY, json.dumps(recipe, sort_keys=True), zip=True)
     info.add_text("Software", f"toolkit {recipe.get('versions', {}).get('toolkit', '')}".strip())
-    return save_atomic(image, path, pnginfo=info)
+    return info
+
+
+class RecipeModel(BaseModel):
+    """The model that made the image: its name, generator and the sha256 of its weights."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    generator: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class PostRecord(BaseModel):
+    """One post-processor that ran: its stage, options and what it reported."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    stage: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    record: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recipe(BaseModel):
+    """What a recipe holds. ``request`` is a full ``GenerationRequest`` (input images as PNG
+    data URLs only: a recipe never names a file to read); ``index`` picks the image among the
+    request's ``n``; ``post_runs`` are the chains `toolkit post` ran on the file afterwards,
+    one list per run, which replay runs again."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["toolkit-recipe/1"]
+    request: GenerationRequest
+    seed: StrictInt = Field(ge=0, le=MAX_SEED)
+    index: StrictInt = Field(ge=0)
+    model: RecipeModel
+    plugins: dict[str, str | None] = Field(default_factory=dict)
+    postprocessors: list[PostRecord] = Field(default_factory=list)
+    chain: list[str] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    created: str | None = None
+    post_runs: list[list[PostSpec]] = Field(default_factory=list)
+
+    @field_validator("request", mode="before")
+    @classmethod
+    def _images_are_embedded(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in ("sketch", "mask", "init_image"):
+                image = value.get(key)
+                if image is not None and not (isinstance(image, str) and image.startswith("data:image/png;base64,")):
+                    raise ValueError(f"{key} must be an embedded PNG (a data URL), not a file name or other value")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.index >= self.request.n:
+            raise ValueError(f"index {self.index} is past the request's {self.request.n} image(s)")
+        if self.request.seed != self.seed:
+            raise ValueError(f"seed {self.seed} differs from the request's seed {self.request.seed}")
+        return self
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
-    """The recipe embedded in a PNG written by toolkit."""
+    """The recipe embedded in a PNG written by toolkit, checked against ``Recipe``.
+
+    Raises ``NoRecipeError`` for an image without one, ``RecipeError`` for one that is not
+    valid (altered, or written by another toolkit version), each in one line."""
     try:
         image = open_image(path, what="image")
     except ImageInputError as error:
         raise RecipeError(str(error)) from None
-    text = getattr(image, "text", {}).get(RECIPE_KEY) if hasattr(image, "text") else None
+    text = (image.text if hasattr(image, "text") else image.info).get(RECIPE_KEY)
     if text is None:
-        raise RecipeError(f"{path} carries no toolkit recipe (was it made by toolkit, and saved as PNG without stripping metadata?)")
+        raise NoRecipeError(f"{path} carries no toolkit recipe (was it made by toolkit, and saved as PNG without "
+                            "stripping metadata?)")
     try:
-        recipe = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RecipeError(f"the recipe in {path} is not valid JSON ({error})") from None
-    if recipe.get("format") != RECIPE_FORMAT:
-        raise RecipeError(f"{path} has recipe format {recipe.get('format')!r}; this toolkit reads {RECIPE_FORMAT}")
-    return recipe
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise RecipeError(f"the recipe in {path} is not valid JSON ({type(error).__name__}: {error})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"the recipe in {path} is a JSON {type(data).__name__}, not an object; the file was altered")
+    if data.get("format") != RECIPE_FORMAT:
+        shown = repr(data.get("format"))[:60]
+        raise RecipeError(f"{path} has recipe format {shown}; this toolkit reads {RECIPE_FORMAT}")
+    try:
+        return Recipe.model_validate(data).model_dump(mode="json")
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'recipe'}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in error.errors()[:3])
+        raise RecipeError(f"the recipe in {path} is not valid, so the file was altered or made by another toolkit "
+                          f"version: {problems}") from None

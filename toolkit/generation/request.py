@@ -8,6 +8,7 @@ says which CLI flag a field gets (``flag``) and which conditioning kind it carri
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ class PostSpec(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> PostSpec:
-        """Parse the CLI form ``NAME`` or ``NAME:key=value,key=value``."""
+        """Parse the CLI form ``NAME`` or ``NAME:key=value,key=value``; a key given twice is refused."""
         name, _, rest = text.partition(":")
         options: dict[str, Any] = {}
         for item in filter(None, (part.strip() for part in rest.split(","))):
@@ -39,6 +40,8 @@ class PostSpec(BaseModel):
                 raise InvalidRequestError(
                     f"cannot read post-processor option '{item}' in '{text}'; write --post NAME:key=value,key=value"
                 )
+            if key.strip() in options:
+                raise InvalidRequestError(f"option '{key.strip()}' is given twice in '{text}'; give it once")
             options[key.strip()] = _scalar(value.strip())
         if not name.strip():
             raise InvalidRequestError(f"--post '{text}' names no post-processor; write --post NAME:key=value")
@@ -46,11 +49,15 @@ class PostSpec(BaseModel):
 
 
 def _scalar(value: str) -> Any:
-    """'4' -> 4, '0.5' -> 0.5, 'true' -> True, anything else stays a string."""
+    """'4' -> 4, '0.5' -> 0.5, 'true' -> True, anything else stays a string (so do '1e999',
+    'NaN' and 'Infinity', which are no numbers an option can use)."""
     try:
-        return json.loads(value)
-    except json.JSONDecodeError:
+        parsed = json.loads(value)
+    except (json.JSONDecodeError, RecursionError):
         return value
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        return value
+    return parsed
 
 
 def _image_field(kind: str, description: str, flag: str) -> Any:

@@ -8,35 +8,26 @@ A model folder follows diffusers' ``save_pretrained`` / ``from_pretrained`` conv
       model.safetensors    (sub-folders such as unet/ or vae/ are fine too)
 
 Models are looked up as a path, then in the user folder ($TOOLKIT_HOME/models), then among
-the folders plugins ship (``register_models``). Pickle is never loaded. Weights are checked
-against the sha256 recorded at save time, so a truncated or tampered file is refused.
+the folders plugins ship (``register_models``). ``toolkit.generation.model_folder`` reads
+and writes a folder and checks its weights (safetensors only, against their recorded sha256)
+before anything here loads it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import platformdirs
-import torch
-from pydantic import BaseModel
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from toolkit.components import Conditioner, Generator, LoadContext
 from toolkit.errors import ModelError, UnknownNameError
-from toolkit.generation.files import write_atomic
+from toolkit.generation.model_folder import CONFIG_NAME, read_config, verify_weights, weights_sha256
 from toolkit.host.registry import Registry, unknown_name_message
-
-CONFIG_NAME = "config.json"
 
 
 def toolkit_home() -> Path:
@@ -81,19 +72,6 @@ class ModelInfo:
 # -- finding models ------------------------------------------------------------------------
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise ModelError(f"{folder} is not a model folder: it has no {CONFIG_NAME}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"{path} is not valid JSON ({error}); restore the model folder") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{path} must hold a JSON object")
-    return config
-
-
 def _candidates(registry: Registry) -> dict[str, ModelInfo]:
     """Every model by name: shipped ones first, user ones override them."""
     found: dict[str, ModelInfo] = {}
@@ -125,7 +103,7 @@ def find_model(name: str | None, registry: Registry) -> ModelInfo:
         if not defaults:
             raise UnknownNameError("no default model is installed; pass --model NAME (see `toolkit models`)")
         # A default the user installed wins over the one a plugin ships.
-        return sorted(defaults, key=lambda m: m.source != "user")[0]
+        return min(defaults, key=lambda m: m.source != "user")
     candidates = _candidates(registry)
     if name in candidates:
         info = candidates[name]
@@ -186,11 +164,13 @@ def conditioner_name(config: dict[str, Any], kind: str) -> str:
 
 def load_model(info: ModelInfo, registry: Registry, device: str = "cpu") -> LoadedModel:
     """Load (or reuse) the model: one conditioner per kind it accepts, each loaded once, then
-    the generator with those in its ``LoadContext``. Weights are verified by ``load_weights``."""
+    the generator with those in its ``LoadContext``. The folder's weights are checked first
+    (``verify_weights``: no pickles, every recorded sha256 matches)."""
     key = (str(info.path), info.sha256(), device, id(registry))
     if key in _loaded and _loaded[key].registry is registry:
         _loaded.move_to_end(key)
         return _loaded[key]
+    verify_weights(info.path)
     conditioners = {}
     for kind in sorted(info.accepts):
         name = conditioner_name(info.config, kind)
@@ -215,130 +195,3 @@ def call_with_context(method: Any, *args: Any, context: LoadContext, **kwargs: A
     parameters = inspect.signature(method).parameters
     takes = "context" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     return method(*args, **kwargs, context=context) if takes else method(*args, **kwargs)
-
-
-# -- weights ---------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_hashes: dict[tuple, str] = {}
-
-
-def weights_sha256(folder: Path) -> str:
-    """One hash over every safetensors file in the folder (names and bytes), stable across
-    machines: what recipes record to say exactly which weights made an image. Remembered
-    per (file, size, mtime), since every generate asks and large models take a while."""
-    files = sorted(folder.rglob("*.safetensors"))
-    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    if key not in _hashes:
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(file_sha256(path).encode())
-        _hashes[key] = digest.hexdigest()
-    return _hashes[key]
-
-
-def load_weights(folder: Path, filename: str = "model.safetensors", device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Read one safetensors file of a model folder, refusing truncated or altered files."""
-    path = folder / filename
-    if not path.is_file():
-        raise ModelError(f"model folder {folder} is missing {filename}; re-export or re-install the model")
-    expected = read_config(folder).get("weights_sha256", {}).get(filename)
-    if expected is not None and file_sha256(path) != expected:
-        raise ModelError(
-            f"{path} does not match the sha256 recorded in {CONFIG_NAME}: the file was truncated or altered; "
-            "re-export or re-install the model"
-        )
-    try:
-        return load_file(path, device=device)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelError(f"{path} is not a readable safetensors file ({error}); re-export or re-install the model") from None
-
-
-def verify_weights(folder: Path) -> None:
-    """Check every weights file config.json records against its sha256: for generators whose
-    weights a library loads (diffusers' ``from_pretrained``) rather than ``load_weights``."""
-    for filename, expected in read_config(folder).get("weights_sha256", {}).items():
-        path = folder / filename
-        if not path.is_file():
-            raise ModelError(f"model folder {folder} is missing {filename}; re-export or re-install the model")
-        if file_sha256(path) != expected:
-            raise ModelError(f"{path} does not match the sha256 recorded in {CONFIG_NAME}: the file was truncated or "
-                             "altered; re-export or re-install the model")
-
-
-def save_model_folder(
-    folder: Path,
-    config: dict[str, Any],
-    weights: dict[str, dict[str, torch.Tensor]],
-    *,
-    extra_files: dict[str, str | bytes] | None = None,
-) -> Path:
-    """Write a model folder atomically: everything goes to a temporary sibling first and
-    replaces ``folder`` in one rename, so a crash never leaves a half-written model.
-
-    weights: ``{"model.safetensors": {tensor_name: tensor}}``, sub-paths allowed ("unet/x.safetensors").
-    """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes an owner-only folder; a model folder is an ordinary one
-    try:
-        hashes = {}
-        for filename, tensors in weights.items():
-            target = tmp / filename
-            target.parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, target)
-            hashes[filename] = file_sha256(target)
-        for filename, content in (extra_files or {}).items():
-            target = tmp / filename
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content.encode() if isinstance(content, str) else content)
-        (tmp / CONFIG_NAME).write_text(json.dumps({**config, "weights_sha256": hashes}, indent=2, sort_keys=True))
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-        tmp.rename(folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
-ConfigT = TypeVar("ConfigT", bound=BaseModel)
-
-
-def square_model_config(generator: str, config: BaseModel, *, num_classes: int, size: int) -> dict[str, Any]:
-    """config.json for a model of square ``size`` images with ``num_classes`` classes (0 =
-    unconditional): what the pipeline checks, plus the generator's hyper-parameters."""
-    return {"generator": generator, "accepts": ["class"] if num_classes else [], "sizes": [[size, size]],
-            "num_classes": num_classes, **config.model_dump(mode="json")}
-
-
-def read_square_model_config(folder: Path, config_cls: type[ConfigT]) -> tuple[ConfigT, int, int]:
-    """The inverse of ``square_model_config``: (hyper-parameters, num_classes, size)."""
-    saved = read_config(folder)
-    config = config_cls.model_validate({k: v for k, v in saved.items() if k in config_cls.model_fields})
-    return config, int(saved["num_classes"]), int(saved["sizes"][0][0])
-
-
-def update_model_config(folder: Path, entries: dict[str, Any]) -> None:
-    """Add ``entries`` to a model folder's config.json in one atomic replace (the trainer
-    records what the model was trained on, which ``toolkit eval`` reads back)."""
-    path = Path(folder) / CONFIG_NAME
-    config = {**json.loads(path.read_text()), **entries}
-    write_atomic(path, json.dumps(config, indent=2, sort_keys=True))

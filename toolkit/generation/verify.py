@@ -1,5 +1,9 @@
 """``toolkit verify``: what an image file carries, read back by every post-processor that
 can read something (a watermark decoder, a Content Credentials validator) plus the recipe.
+
+A finding that is a dict with ``"state": "invalid"`` (a signature that does not validate, a
+recipe that was altered) makes the file's status ``invalid``; a check that could not run
+(its plugin failed) makes it ``error``; `toolkit verify` turns these into its exit status.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from toolkit.components import InspectContext, PostProcessor
-from toolkit.errors import InvalidRequestError, RecipeError, ToolkitError
+from toolkit.errors import InvalidRequestError, NoRecipeError, RecipeError, ToolkitError
 from toolkit.generation.images import open_image
+from toolkit.generation.post import refuse_coerced_booleans
 from toolkit.generation.recipe import read_recipe
-from toolkit.host.loading import get_registry
+from toolkit.host.loading import blame, get_registry
 from toolkit.host.registry import Registry
 
 
@@ -25,18 +30,22 @@ def inspect_options(cls: type[PostProcessor], given: dict[str, Any], trust: Sequ
     if trust and "trust" in cls.InspectOptions.model_fields:
         values.setdefault("trust", [str(p) for p in trust])
     try:
-        return cls.InspectOptions.model_validate(values)
+        validated = cls.InspectOptions.model_validate(values)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors())
         raise InvalidRequestError(f"verify options for '{cls.name}': {problems}") from None
+    refuse_coerced_booleans(cls.name, given, validated)
+    return validated
 
 
 def verify_image(path: Path, registry: Registry | None = None, *, trust: Sequence[Path] = (),
                  options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``{"path": str, "found": {label: finding}}``; a finding is a string or JSON-able dict.
+    """``{"path": str, "found": {label: finding}, "status": "ok" | "invalid" | "error"}``; a
+    finding is a string or JSON-able dict.
 
     Each registered post-processor's ``inspect`` contributes under its own name; one that
-    fails reports its error there instead of hiding the others' findings. ``trust``: CA
+    fails (a ``ToolkitError``, or any error of its plugin) reports its error there instead
+    of hiding the others' findings. ``trust``: CA
     certificate files (PEM) whose signers count as trusted, for every post-processor whose
     ``InspectOptions`` take ``trust``; ``options``: more inspect options, by post-processor.
     """
@@ -50,17 +59,22 @@ def verify_image(path: Path, registry: Registry | None = None, *, trust: Sequenc
                 for name, entry in registry.postprocessors.items()}
     image = open_image(path, what="image")
     found: dict[str, Any] = {}
+    failed = False
     try:
         recipe = read_recipe(path)
-        found["recipe"] = {"model": recipe["model"]["name"], "seed": recipe["seed"], "chain": recipe.get("chain"),
-                           "created": recipe.get("created"), "prompt": recipe["request"].get("prompt")}
-    except RecipeError:
+        found["recipe"] = {"model": recipe["model"]["name"], "seed": recipe["seed"], "chain": recipe["chain"],
+                           "created": recipe["created"], "prompt": recipe["request"]["prompt"]}
+    except NoRecipeError:
         found["recipe"] = "none (no toolkit recipe in this file)"
+    except RecipeError as error:
+        found["recipe"] = {"state": "invalid", "problems": [str(error)]}
     for name, entry in sorted(registry.postprocessors.items()):
         try:
-            finding = entry.obj.inspect(path, image, contexts[name])
+            with blame(entry.plugin, f"post-processor '{name}' (inspect)"):
+                finding = entry.obj.inspect(path, image, contexts[name])
         except ToolkitError as error:
-            finding = f"could not check: {error}"
+            finding, failed = f"could not check: {error}", True
         if finding is not None:
             found[name] = finding
-    return {"path": str(path), "found": found}
+    invalid = any(isinstance(f, dict) and f.get("state") == "invalid" for f in found.values())
+    return {"path": str(path), "found": found, "status": "invalid" if invalid else "error" if failed else "ok"}

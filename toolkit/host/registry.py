@@ -43,6 +43,8 @@ class PluginInfo:
     version: str | None = None
     hooks: list[str] = field(default_factory=list)
     error: str | None = None  # set when the plugin is broken: it contributes nothing
+    builtin: bool = False  # an entry point of the toolkit distribution itself: wins name clashes
+    replaces: list[str] = field(default_factory=list)  # built-in components it replaces (TOOLKIT_PLUGIN_OVERRIDES)
 
     @property
     def ok(self) -> bool:
@@ -62,6 +64,7 @@ class Registry:
         self.eval_classifiers: dict[str, Entry] = {}
         self.safety_classifiers: dict[str, Entry] = {}
         self.plugins: dict[str, PluginInfo] = {}
+        self._replaced: dict[tuple[str, str], Entry] = {}  # built-ins an override replaced, restored by drop()
 
     # -- registration ------------------------------------------------------------------
 
@@ -79,20 +82,50 @@ class Registry:
 
         return register, staged
 
-    def commit(self, kind: str, staged: list[Entry]) -> None:
+    def commit(self, kind: str, staged: list[Entry], *, may_replace_builtins: bool = False) -> None:
+        """Add one plugin's staged entries, all or none. A name already taken is refused,
+        naming both plugins; a built-in's name is refused with how to allow the replacement,
+        which ``may_replace_builtins`` (the user's TOOLKIT_PLUGIN_OVERRIDES) grants."""
         table: dict[str, Entry] = getattr(self, kind)
         seen: set[str] = set()
+        replaced = []
         for entry in staged:
             other = table.get(entry.name)
-            if other is not None or entry.name in seen:
+            newcomer_on_builtin = other is not None and self._builtin(other.plugin) and not self._builtin(entry.plugin)
+            if newcomer_on_builtin and entry.name not in seen:
+                if not may_replace_builtins:
+                    raise DuplicateComponentError(
+                        f"{kind[:-1]} '{entry.name}' is built in (plugin '{other.plugin}'); plugin '{entry.plugin}' "
+                        f"may not replace it unless you allow it with TOOLKIT_PLUGIN_OVERRIDES={entry.plugin}"
+                    )
+                replaced.append(other)
+            elif other is not None or entry.name in seen:
                 owner = other.plugin if other is not None else entry.plugin
                 raise DuplicateComponentError(
                     f"{kind[:-1]} '{entry.name}' is registered by both plugin '{owner}' and plugin "
                     f"'{entry.plugin}'; uninstall one of them or leave one out with TOOLKIT_PLUGINS"
                 )
             seen.add(entry.name)
+        for other in replaced:
+            self._replaced[(kind, other.name)] = other
+            newcomer = self.plugins.setdefault(staged[0].plugin, PluginInfo(staged[0].plugin))
+            newcomer.replaces.append(f"{kind[:-1]} '{other.name}' of plugin '{other.plugin}'")
         for entry in staged:
             table[entry.name] = entry
+
+    def drop(self, plugin: str) -> None:
+        """Remove everything ``plugin`` registered (it broke), putting back built-ins it replaced."""
+        for kind in KINDS:
+            table: dict[str, Entry] = getattr(self, kind)
+            for name in [n for n, e in table.items() if e.plugin == plugin]:
+                del table[name]
+                if (kind, name) in self._replaced:
+                    table[name] = self._replaced.pop((kind, name))
+        if plugin in self.plugins:
+            self.plugins[plugin].replaces.clear()
+
+    def _builtin(self, plugin: str) -> bool:
+        return plugin in self.plugins and self.plugins[plugin].builtin
 
     # -- look-up -----------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class OutputConfig(_Section):
     log_every: int = Field(10, ge=1)
     sample_every: int = Field(500, ge=1, description="write a fixed-seed sample grid every N steps")
     export_dir: Path | None = Field(None, description="model folder to export to; default $TOOLKIT_HOME/models/<name>")
+    overwrite: bool = Field(False, description="replace an existing model folder at the export path (`toolkit train "
+                            "--overwrite`); without it, a run whose export folder exists is refused before training")
     default_model: bool = Field(False, description="mark the export as the model `toolkit generate` uses without --model")
 
 
@@ -76,7 +78,12 @@ def apply_override(config: dict[str, Any], override: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override '{override}': '{part}' is not a section")
-    node[leaf] = yaml.safe_load(raw)
+    try:
+        node[leaf] = yaml.safe_load(raw)
+    except (yaml.YAMLError, RecursionError) as error:
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise ConfigError(f"override '{override}': the value is not valid YAML ({problem}); quote it or fix it, "
+                          "e.g. train.betas=[0.5,0.99]") from None
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
@@ -85,8 +92,8 @@ def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
         raise ConfigError(f"config file not found: {path} (the shipped ones are in configs/)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping of sections (name, model, data, train, output)")
     for override in overrides:

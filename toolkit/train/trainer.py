@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
 import threading
 import time
 from dataclasses import dataclass
@@ -35,14 +36,23 @@ from diffusers.training_utils import EMAModel
 from pydantic import ValidationError
 
 from toolkit.components import LoadContext, Phase, Trainable, TrainContext, build_dataset
-from toolkit.errors import ConfigError, TrainingError
+from toolkit.errors import CheckpointError, ConfigError, TrainingError
 from toolkit.generation.images import make_grid, save_atomic, tensor_to_pil
-from toolkit.generation.store import call_with_context, update_model_config, user_models_dir
+from toolkit.generation.store import call_with_context
 from toolkit.host.loading import get_registry
 from toolkit.host.registry import Registry
-from toolkit.train.checkpoints import resolve_resume, verify_checkpoint, write_checkpoint
+from toolkit.train.checkpoints import (
+    check_resumable,
+    load_trainer_state,
+    resolve_resume,
+    trainer_state_files,
+    unsafe_pickle,
+    verify_checkpoint,
+    write_checkpoint,
+)
 from toolkit.train.config import TrainConfig, dump_yaml
 from toolkit.train.data import make_dataloader
+from toolkit.train.export import check_export_folder, export_model
 from toolkit.train.interrupt import ctrl_c_between_batches
 
 
@@ -59,7 +69,8 @@ class TrainState:
         return dict(vars(self))
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        vars(self).update(state)
+        for key in vars(self):
+            setattr(self, key, int(state[key]))
 
 
 def trainable_name(model: dict[str, Any]) -> tuple[str, str]:
@@ -141,9 +152,7 @@ class Trainer:
         self.schedulers = list(prepared[len(names) + len(self.optimizers): -1])
         self.loader = prepared[-1]
         for ema in self.emas.values():
-            ema.to(acc.device)
-            acc.register_for_checkpointing(ema)
-        acc.register_for_checkpointing(self.state)
+            ema.to(acc.device)  # saved and resumed by the trainer itself (checkpoints.trainer_state_files), not pickled
         set_seed(t.seed, device_specific=True)  # different noise on each process from here on
 
     # -- the loop ------------------------------------------------------------------------
@@ -154,7 +163,8 @@ class Trainer:
         ``stop_after``: leave after this many steps of this invocation, with a checkpoint
         and without exporting (jobs with a time limit resume later with ``resume="latest"``).
         """
-        acc, t, out = self.accelerator, self.config.train, self.config.output
+        acc, t = self.accelerator, self.config.train
+        check_export_folder(self.config)
         if resume:
             self._resume(resume)
         if acc.is_main_process:
@@ -277,17 +287,26 @@ class Trainer:
     # -- checkpoints, samples, export ----------------------------------------------------
 
     def save_checkpoint(self) -> Path:
+        own = trainer_state_files(self.state.state_dict(), self.emas) if self.accelerator.is_main_process else {}
         return write_checkpoint(self.accelerator, self.run_dir, self.state.step, self.config.output.keep_last,
-                                {"config.yaml": dump_yaml(self.config, self.model_config)})
+                                {"config.yaml": dump_yaml(self.config, self.model_config), **own})
 
     def _resume(self, resume: str) -> None:
+        """Load a checkpoint without running any code from it (see ``toolkit.train.checkpoints``)."""
+        acc = self.accelerator
         folder = resolve_resume(self.run_dir, resume)
         step = verify_checkpoint(folder)
+        check_resumable(folder, acc.process_index)
         try:
-            self.accelerator.load_state(str(folder))
+            acc.load_state(str(folder), load_kwargs={"weights_only": True})
+        except pickle.UnpicklingError as error:
+            raise unsafe_pickle(folder, error) from None
         except Exception as error:  # noqa: BLE001 - torch/accelerate raise many kinds here
             raise ConfigError(f"cannot load checkpoint {folder} into this model ({error}); was it made with the same config?") from None
-        assert self.state.step == step, "checkpoint manifest and saved state disagree"
+        load_trainer_state(folder, self.state, self.emas, acc.device)
+        if self.state.step != step:
+            raise CheckpointError(f"checkpoint {folder}: its manifest says step {step}, its trainer state step "
+                                  f"{self.state.step}; resume from another checkpoint")
         self.accelerator.print(f"resumed from {folder} at step {step} (epoch {self.state.epoch}, batch {self.state.batches_in_epoch})")
 
     def _with_ema(self, fn: Any) -> Any:
@@ -314,18 +333,8 @@ class Trainer:
         return save_atomic(grid, self.run_dir / "samples" / f"step-{self.state.step:08d}.png")
 
     def export(self) -> Path:
-        folder = Path(self.config.output.export_dir or user_models_dir() / self.config.name)
-        def finish() -> None:
-            self.model.prepare_export(self.dataset)
-            self.model.save_pretrained(folder)
-
-        self._with_ema(finish)
-        d = self.config.data
-        # What `toolkit eval` compares the model against: the same dataset, size and classes.
-        update_model_config(folder, {"dataset": {"name": d.dataset, "size": d.size, "options": d.options,
-                                                 "seed": self.config.train.seed, "class_names": self.dataset.class_names},
-                                     **({"default": True} if self.config.output.default_model else {})})
-        return folder
+        """The model folder, from the EMA weights (``toolkit.train.export``)."""
+        return export_model(self.model, self.dataset, self.config, self._with_ema)
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

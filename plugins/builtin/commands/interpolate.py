@@ -12,6 +12,8 @@ import click
 import torch
 
 from toolkit import hookimpl
+from toolkit.cli.params import OutputPath
+from toolkit.generation.request import MAX_SEED
 
 
 @hookimpl
@@ -19,17 +21,19 @@ def register_commands(cli):
     @cli.command()
     @click.option("--model", required=True, help="A GAN or VAE model (see `toolkit models`).")
     @click.option("--class", "class_label", type=click.IntRange(0), help="Class of every frame; default: a random one.")
-    @click.option("--from-seed", type=click.IntRange(0), default=0, show_default=True, help="Latent of the first frame.")
-    @click.option("--to-seed", type=click.IntRange(0), default=1, show_default=True, help="Latent of the last frame.")
+    @click.option("--from-seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Latent of the first frame.")
+    @click.option("--to-seed", type=click.IntRange(0, MAX_SEED), default=1, show_default=True, help="Latent of the last frame.")
     @click.option("--from-image", type=click.Path(dir_okay=False), help="VAE only: start from this image's encoding.")
     @click.option("--to-image", type=click.Path(dir_okay=False), help="VAE only: end at this image's encoding.")
     @click.option("--frames", type=click.IntRange(2, 64), default=8, show_default=True, help="Images in the strip.")
     @click.option("--truncation", type=click.FloatRange(min=0.0, min_open=True), help="Truncate the seeds' latents at +-T.")
     @click.option("--zoom", type=click.IntRange(1, 16), default=4, show_default=True, help="Enlarge pixels this many times.")
-    @click.option("--out", "out_file", type=click.Path(dir_okay=False), default="interpolation.png", show_default=True)
+    @click.option("--out", "out_file", type=OutputPath(folder=False), default="interpolation.png", show_default=True)
+    @click.option("--overwrite", is_flag=True, help="Replace the --out file if it exists.")
     @click.pass_obj
     def interpolate(obj, model: str, class_label: int | None, from_seed: int, to_seed: int, from_image: str | None,
-                    to_image: str | None, frames: int, truncation: float | None, zoom: int, out_file: str) -> None:
+                    to_image: str | None, frames: int, truncation: float | None, zoom: int, out_file: str,
+                    overwrite: bool) -> None:
         """Frames along the latent path between two seeds or two images.
 
         \b
@@ -41,9 +45,11 @@ def register_commands(cli):
 
         from toolkit.errors import InvalidRequestError, UnsupportedRequestError
         from toolkit.families.latent import LatentGenerator, latent_for
-        from toolkit.generation.images import make_grid, open_image, save_atomic, tensor_to_pil
+        from toolkit.generation.files import refuse_existing
+        from toolkit.generation.images import make_grid, open_image, save_output, tensor_to_pil
         from toolkit.generation.store import find_model, load_generator
 
+        refuse_existing(out_file, overwrite=overwrite)
         registry = obj.registry  # the CLI's CommandContext: the installed plugins
         info = find_model(model, registry)
         generator = load_generator(info, registry)
@@ -60,4 +66,4 @@ def register_commands(cli):
         with torch.no_grad():
             images = generator.interpolate(ends[0], ends[1], frames, None if label is None else label.repeat(frames))
         strip = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST) for im in tensor_to_pil(images)]
-        click.echo(str(save_atomic(make_grid(strip, columns=frames), Path(out_file))))
+        click.echo(str(save_output(make_grid(strip, columns=frames), Path(out_file), overwrite=overwrite)))

@@ -37,7 +37,7 @@ from toolkit import hookimpl
 from toolkit.components import Dataset, Phase, TextConditioner, TextEmbedding, Trainable, TrainContext
 from toolkit.errors import ModelError
 from toolkit.families.phrases import PhraseSlots
-from toolkit.generation.store import save_model_folder
+from toolkit.generation.model_folder import pickle_conversion, refuse_pickle_weights, save_model_folder
 from toolkit.train.data import evaluation_samples
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
@@ -92,6 +92,7 @@ def load_open_clip(spec: dict[str, Any], base: Path | None = None) -> tuple[nn.M
             folder = folder if folder.is_absolute() or base is None else base / folder
             if not (folder / OPEN_CLIP_CONFIG).is_file():
                 raise ClipLoadError(f"{folder} has no {OPEN_CLIP_CONFIG}: it is not an open_clip folder")
+            refuse_pickle_weights(folder)  # open_clip would read a .bin or .pth there
             name = f"local-dir:{folder}"
             model = open_clip.create_model(name, require_pretrained=True)
             tokenizer = open_clip.get_tokenizer(name)
@@ -99,6 +100,10 @@ def load_open_clip(spec: dict[str, Any], base: Path | None = None) -> tuple[nn.M
             checkpoint = Path(spec["checkpoint"])
             if not checkpoint.is_file():
                 raise ClipLoadError(f"open_clip checkpoint not found: {checkpoint}")
+            if checkpoint.suffix != ".safetensors":
+                raise ClipLoadError(f"open_clip checkpoint {checkpoint} is not safetensors; toolkit loads only "
+                                    "safetensors, since a pickle can run code. Convert it once, where you trust it: "
+                                    f"{pickle_conversion(checkpoint)}")
             model = open_clip.create_model(spec["arch"], pretrained=str(checkpoint), require_pretrained=True)
             tokenizer = open_clip.get_tokenizer(spec["arch"])
     except ClipLoadError:

@@ -32,6 +32,7 @@ from toolkit import hookimpl
 from toolkit.components import TextConditioner, TextEmbedding
 from toolkit.errors import ModelError
 from toolkit.families.phrases import PhraseSlots
+from toolkit.generation.model_folder import refuse_pickle_weights
 
 DEFAULT_MAX_LENGTH = 32
 
@@ -62,11 +63,13 @@ def _load(folder: str) -> tuple[nn.Module, Any]:
     path = Path(folder)
     if not (path / "config.json").is_file():
         raise TextEncoderLoadError(f"{path} has no config.json: it is not a transformers model folder")
+    refuse_pickle_weights(path)  # a folder with only pytorch_model.bin: say how to convert it
     hf_logging.set_verbosity_error()  # the load report lists unused heads (a pooler): noise on every run
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32)
+        model = AutoModel.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32,
+                                          use_safetensors=True)  # never a pickle
     except (OSError, ValueError, KeyError, SafetensorError) as error:
         raise TextEncoderLoadError(f"cannot load the text encoder in {path}: {error}") from None
     # An encoder-decoder (T5) conditions through its encoder only.

@@ -38,7 +38,7 @@ from PIL import Image, ImageOps
 from toolkit import hookimpl
 from toolkit.components import Dataset
 from toolkit.errors import ConfigError, ImageInputError
-from toolkit.generation.images import pil_to_tensor, to_rgb
+from toolkit.generation.images import normalize_mode, pil_to_tensor, to_rgb
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 # Training photos may be large, but past this a file is a decompression bomb or a mistake.
@@ -181,11 +181,9 @@ def _load_rgb(path: Path, size: int) -> Image.Image:
         raise
     except Exception as error:  # noqa: BLE001 - verified at construction, so this is a truncated or changed file
         raise ImageInputError(f"imagefolder: cannot read {path} ({error}); remove or replace the file") from None
-    if image.mode.startswith("I"):
-        # 16-bit greyscale (medical, scientific, some PNG exports): PIL's RGB conversion
-        # would clip everything above 255 to white, so keep the top 8 bits instead.
-        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
-    return to_rgb(image)
+    # 16-bit greyscale (medical, scientific, some PNG exports) would clip to white in PIL's RGB
+    # conversion, float TIFFs to black: scaled as every input image is.
+    return to_rgb(normalize_mode(image, f"imagefolder: {path}"))
 
 
 def _split(files: list[Path], split: str, val_fraction: float, seed: int) -> list[Path]:

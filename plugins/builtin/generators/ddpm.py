@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,12 @@ from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Generator, LoadContext, Phase, Trainable, TrainContext
 from toolkit.families.diffusion import VPDenoiser, beta_schedule
 from toolkit.families.inpainting import inpainting_inputs, sample_resampled
-from toolkit.generation.store import load_weights, read_square_model_config, save_model_folder, square_model_config
+from toolkit.generation.model_folder import (
+    load_weights,
+    read_square_model_config,
+    save_model_folder,
+    square_model_config,
+)
 
 # Inpainting: the samplers that follow any sigmas they are given, so they can resample (the
 # diffusers adapters pick their own steps), and RePaint's rounds per tenth of the schedule.
@@ -41,19 +46,21 @@ class DDPMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channels: int = Field(64, ge=8, description="width of the first UNet level")
-    channel_mults: tuple[int, ...] = Field((1, 2, 2), description="width multiplier per level; each level halves the resolution")
-    attention_levels: tuple[int, ...] = Field((2,), description="levels (0 = full resolution) with self-attention")
-    layers_per_level: int = Field(1, ge=1)
+    channels: int = Field(64, ge=8, le=1024, description="width of the first UNet level")
+    channel_mults: tuple[Annotated[int, Field(ge=1, le=16)], ...] = Field(
+        (1, 2, 2), min_length=1, max_length=8, description="width multiplier per level; each level halves the resolution")
+    attention_levels: tuple[Annotated[int, Field(ge=0, le=7)], ...] = Field(
+        (2,), max_length=8, description="levels (0 = full resolution) with self-attention")
+    layers_per_level: int = Field(1, ge=1, le=8)
     dropout: float = Field(0.0, ge=0, lt=1)
-    num_train_timesteps: int = Field(1000, ge=10)
+    num_train_timesteps: int = Field(1000, ge=10, le=10_000)
     beta_schedule: Literal["linear", "cosine"] = "cosine"
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
     class_dropout: float = Field(0.1, ge=0, le=1, description="labels dropped in training, for classifier-free guidance")
     clip_sample: bool = Field(True, description="clip each denoised estimate to [-1, 1] while sampling (Ho et al. 2020)")
     default_sampler: str = "ddim"
-    default_steps: int = Field(20, ge=1)
-    default_guidance_scale: float = Field(2.0, ge=0)
+    default_steps: int = Field(20, ge=1, le=1000)
+    default_guidance_scale: float = Field(2.0, ge=0, le=50)
 
 
 # -- network ------------------------------------------------------------------------------

@@ -42,9 +42,12 @@ def read_index(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DiffusersLoadError(f"{path} is not valid JSON ({error})") from None
+        index = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise DiffusersLoadError(f"{path} is not valid JSON ({type(error).__name__}: {error})") from None
+    if not isinstance(index, dict):
+        raise DiffusersLoadError(f"{path} must hold a JSON object")
+    return index
 
 
 def load_pipeline(folder: str, device: str = "cpu") -> Any:
@@ -61,6 +64,7 @@ def load_pipeline(folder: str, device: str = "cpu") -> Any:
         raise DiffusersLoadError(f"{folder} holds a {index.get('_class_name')}; this generator runs {', '.join(PIPELINES)}")
     try:
         pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, dtype=torch.float32,
+                                                 use_safetensors=True,  # never a pickle (model_folder.refuse_pickle_weights)
                                                  safety_checker=None, requires_safety_checker=False)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DiffusersLoadError(f"cannot load the diffusers pipeline in {folder}: {error}") from None
@@ -79,9 +83,16 @@ def folder_config(folder: Path) -> dict[str, Any] | None:
     index = read_index(folder)
     if index is None or index.get("_class_name") not in PIPELINES:
         return None
-    unet = json.loads((folder / "unet" / "config.json").read_text())
-    vae = json.loads((folder / "vae" / "config.json").read_text())
-    native = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        native = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except OSError as error:
+        raise DiffusersLoadError(f"{folder} is an incomplete diffusers folder: cannot read {error.filename} "
+                                 f"({error.strerror}); copy the whole pipeline folder") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as error:  # JSONDecodeError is a ValueError
+        raise DiffusersLoadError(f"{folder}: unet/config.json or vae/config.json is not a diffusers config "
+                                 f"({type(error).__name__}: {error}); copy the whole pipeline folder") from None
     sides = [native] + [s for s in (256, 512, 768, 1024) if s != native and s <= 2 * native and s % 64 == 0]
     return {"generator": "diffusers", "accepts": ["init_image", "mask", "text"], "sizes": [[s, s] for s in sides],
             "conditioners": {"text": "diffusers-text"}, "pipeline": index["_class_name"],

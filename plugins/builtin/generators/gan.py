@@ -49,7 +49,12 @@ from torch.nn.utils.parametrizations import spectral_norm
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Phase, Trainable, TrainContext
 from toolkit.families.latent import ConvDecoder, LatentGenerator, pyramid_levels
-from toolkit.generation.store import load_weights, read_square_model_config, save_model_folder, square_model_config
+from toolkit.generation.model_folder import (
+    load_weights,
+    read_square_model_config,
+    save_model_folder,
+    square_model_config,
+)
 
 
 class GANConfig(BaseModel):
@@ -57,10 +62,10 @@ class GANConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    latent_dim: int = Field(64, ge=2, description="size of the latent vector z")
-    class_dim: int = Field(32, ge=1, description="size of the class embedding joined to z")
+    latent_dim: int = Field(64, ge=2, le=4096, description="size of the latent vector z")
+    class_dim: int = Field(32, ge=1, le=1024, description="size of the class embedding joined to z")
     class_norm: bool = Field(False, description="class-conditional GroupNorm gains and biases in the generator")
-    channels: int = Field(32, ge=8, description="width at full resolution; each 2x smaller level doubles it")
+    channels: int = Field(32, ge=8, le=512, description="width at full resolution; each 2x smaller level doubles it")
     loss: Literal["hinge", "non_saturating"] = "hinge"
     spectral_norm: bool = Field(True, description="spectral normalisation of every discriminator layer")
     discriminator_norm: Literal["none", "group"] = Field("none", description="normalisation after each discriminator convolution past the first")

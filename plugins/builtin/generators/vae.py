@@ -32,7 +32,12 @@ from torch import nn
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Phase, Trainable, TrainContext
 from toolkit.families.latent import ConvDecoder, LatentGenerator, pyramid_levels, sample_latents
-from toolkit.generation.store import load_weights, read_square_model_config, save_model_folder, square_model_config
+from toolkit.generation.model_folder import (
+    load_weights,
+    read_square_model_config,
+    save_model_folder,
+    square_model_config,
+)
 
 PRIOR_FILE = "prior.safetensors"
 
@@ -42,13 +47,13 @@ class VAEConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    latent_dim: int = Field(32, ge=1, description="size of the latent vector z")
-    class_dim: int = Field(16, ge=1, description="size of the class embedding given to encoder and decoder")
-    channels: int = Field(32, ge=8, description="width at full resolution; each 2x smaller level doubles it")
+    latent_dim: int = Field(32, ge=1, le=4096, description="size of the latent vector z")
+    class_dim: int = Field(16, ge=1, le=1024, description="size of the class embedding given to encoder and decoder")
+    channels: int = Field(32, ge=8, le=512, description="width at full resolution; each 2x smaller level doubles it")
     beta: float = Field(1.0, ge=0, description="weight of the KL term (beta-VAE); 1 = the plain ELBO")
     recon_std: float = Field(0.1, gt=0, description="std of the Gaussian pixel likelihood, images in [-1, 1]")
     prior: Literal["normal", "gmm"] = Field("normal", description="sample N(0, I), or a per-class mixture fitted after training")
-    prior_components: int = Field(10, ge=1, description="mixture components per class (prior: gmm)")
+    prior_components: int = Field(10, ge=1, le=256, description="mixture components per class (prior: gmm)")
     default_truncation: float | None = Field(None, gt=0, description="truncation used when a request sets none")
 
 

@@ -211,7 +211,7 @@ def _number(name: str, value: Any, kind: type) -> Any:
     """An option's value as ``kind`` (int or float), or a one-line error naming the option."""
     try:
         return kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(1e999)
         raise InvalidRequestError(f"dataset 'shapes': {name} must be a number, not '{value}'") from None
 
 

@@ -27,7 +27,7 @@ from toolkit.components import (
     TrainContext,
 )
 from toolkit.errors import ModelError
-from toolkit.generation.store import save_model_folder
+from toolkit.generation.model_folder import save_model_folder
 from toolkit.train.data import evaluation_split
 
 from .config import UNET_WEIGHTS, LDMConfig, folder_config, half, load_part, read_model_folder

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from toolkit.errors import ModelError
-from toolkit.generation.store import read_config, verify_weights
+from toolkit.generation.model_folder import read_config, verify_weights
 
 UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"  # diffusers' file name, in unet/ and vae/
 ADAPTER_WEIGHTS = "text_adapter/model.safetensors"
@@ -86,7 +86,7 @@ def load_part(cls: Any, folder: Path, what: str) -> nn.Module:
     """One diffusers network of a model folder (``vae/``, ``unet/``), in float32 for eval."""
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder} has no config.json: the {what} is missing from this model folder")
-    return cls.from_pretrained(folder, dtype=torch.float32).eval()
+    return cls.from_pretrained(folder, dtype=torch.float32, use_safetensors=True).eval()
 
 
 def half(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -30,6 +30,7 @@ class ControlNetStage(Trainable):
 
     Config = LDMConfig
     ema_modules = ("controlnet",)
+    data_record = "sketch_dataset"  # `toolkit eval --sketches` draws its scenes from this record
 
     def __init__(self, config: LDMConfig, base: LDMGenerator, controlnet: nn.Module, fixed: FixedSamples):
         self.config, self.base, self.controlnet, self.fixed = config, base, controlnet, fixed

@@ -34,7 +34,7 @@ from toolkit.errors import ConfigError, ModelError
 from toolkit.families.cross_attention import reuse_text_keys
 from toolkit.families.diffusion import VPDenoiser
 from toolkit.families.inpainting import inpainting_inputs
-from toolkit.generation.store import load_weights, save_model_folder
+from toolkit.generation.model_folder import load_weights, save_model_folder
 from toolkit.host.registry import Registry
 
 from .autoencoder import AutoencoderStage
@@ -48,6 +48,7 @@ from .config import (
     load_part,
     read_model_folder,
 )
+from .controlnet import CONTROLNET, load_controlnet
 from .previews import FixedSamples
 from .text import (
     TextAdapter,
@@ -58,7 +59,6 @@ from .text import (
     load_text_conditioner,
     text_conditioner_for,
 )
-from .controlnet import CONTROLNET, load_controlnet
 from .unet import Control, alphas_cumprod, build_unet, guided_denoiser, scheduler_config, start_from
 
 

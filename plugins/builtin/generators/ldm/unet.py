@@ -15,7 +15,7 @@ from toolkit.components import TextEmbedding
 from toolkit.errors import ConfigError
 from toolkit.families.cross_attention import text_keys_kwargs
 from toolkit.families.diffusion import VPDenoiser, beta_schedule
-from toolkit.generation.store import load_weights, read_config, verify_weights
+from toolkit.generation.model_folder import load_weights, read_config, verify_weights
 
 from .config import ADAPTER_WEIGHTS, LDMConfig, load_part
 from .text import TextAdapter, adapt, without_padding

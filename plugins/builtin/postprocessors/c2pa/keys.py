@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from toolkit.cli.params import OutputPath
 from toolkit.errors import ToolkitError
 from toolkit.generation.files import write_atomic
 from toolkit.generation.store import toolkit_home
@@ -222,7 +223,7 @@ def keys_group() -> None:
 
 
 @keys_group.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=OutputPath(folder=True), default=None,
               help="Folder for the keys.  [default: $TOOLKIT_HOME/keys, where --post c2pa looks]")
 @click.option("--name", default="toolkit local signer", show_default=True,
               help="The signer's name (certificate common name), shown by `toolkit verify`.")

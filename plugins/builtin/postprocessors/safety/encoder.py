@@ -41,7 +41,8 @@ class SentenceEncoder:
         hf_logging.set_verbosity_error()  # its load report lists the unused pooler: noise on every run
         hf_logging.disable_progress_bar()
         # No pooler: the sentence vector is a mean over token states, not BERT's [CLS] head.
-        self.net = BertModel.from_pretrained(folder, add_pooling_layer=False, local_files_only=True).eval()
+        self.net = BertModel.from_pretrained(folder, add_pooling_layer=False, local_files_only=True,
+                                             use_safetensors=True).eval()
         self.dim = config["hidden_size"]
 
     _lock = threading.Lock()

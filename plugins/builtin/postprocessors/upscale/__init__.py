@@ -11,7 +11,7 @@ images are upscaled in overlapping, cross-faded tiles (``tiling.py``), so memory
 bounded and no seam shows; ``ctx.progress`` ticks once per tile.
 
 The output of a whole request (every image, at the new size) may hold at most
-``toolkit.generation.images.MAX_INPUT_PIXELS`` pixels (40 M by default, ``TOOLKIT_MAX_IMAGE_PIXELS``):
+``toolkit.generation.images.max_input_pixels()`` pixels (40 M by default, ``TOOLKIT_MAX_IMAGE_PIXELS``):
 an upscaled image may be no larger than what toolkit accepts as an input.
 """
 
@@ -44,7 +44,7 @@ DEFAULT_OVERLAP = {"animevideov3": 16, "x4plus": 64}  # enough context that tile
 
 def check_output_size(name: str, n: int, height: int, width: int, scale: int) -> None:
     """Refuse a request whose upscaled images would hold more than the pixel limit in all."""
-    limit = toolkit_images.MAX_INPUT_PIXELS  # read now, so the environment (and tests) can change it
+    limit = toolkit_images.max_input_pixels()  # read now, so the environment (and tests) can change it
     total = n * height * scale * width * scale
     if total > limit:
         images = f"{n} images" if n > 1 else "the image"
@@ -239,7 +239,7 @@ def register_commands(cli):
           toolkit import-weights realesrgan --model x4plus --force
         """
         from toolkit.errors import ModelError
-        from toolkit.generation.store import weights_sha256
+        from toolkit.generation.model_folder import weights_sha256
 
         for name in models or list(realesrgan.MODELS):
             spec = realesrgan.MODELS[name]

