@@ -1,7 +1,7 @@
 """Write docs/images/inpainting.png and docs/results/inpainting-<model>.json: inpainting with a
 hard-edged mask and with the same mask feathered, side by side, with the figures of each.
 
-    python docs/make_inpainting_figure.py                       # ddpm-shapes, 100 test scenes
+    python docs/make_inpainting_figure.py                       # ldm-shapes, 100 test scenes
     python docs/make_inpainting_figure.py --model M --n 200 --feather 3
 
 Both runs use the same samples and seed (``toolkit.eval.inpainting.evaluate_inpainting``):
@@ -55,7 +55,7 @@ def summary(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="ddpm-shapes")
+    parser.add_argument("--model", default="ldm-shapes")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--feather", type=int, default=3)
     parser.add_argument("--split", default="test")
