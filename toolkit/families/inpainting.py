@@ -32,10 +32,11 @@ Two steps that fit every sampler, and an optional third that needs one following
 
    ``fill`` is the generated image made seamless (``seamless_fill``, Pérez et al. 2003,
    "Poisson Image Editing"): inside the mask it keeps the generated image's gradients, and
-   at the mask's border it meets the init image's pixels. Without it a small, even offset
-   shows as a seam: a latent model's decoder gives a flat background back a few levels off
-   (its reconstruction error), and a pixel model's last steps leave the redrawn region's
-   tone slightly off the kept one.
+   at the mask's border it meets the init image's pixels. Without it a latent model's
+   decoder, which gives a flat background back a few levels off (its reconstruction
+   error), leaves that offset as a step along the border. A pixel model's sample already
+   equals the init image outside the mask (its estimate there is the init image itself),
+   so for it the fill changes nothing.
 
 Edge cases: an all-black mask leaves nothing to redraw (the init image comes back, with a
 warning); an all-white mask is plain generation, guided by nothing (generators skip the
