@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from toolkit.errors import InvalidRequestError, ToolkitError, ToolkitWarning
 from toolkit.generation import pipeline
+from toolkit.generation.post import shortfalls
 from toolkit.generation.recipe import read_recipe
 from toolkit.generation.request import describe_validation_error, parse_request
 from toolkit.generation.store import load_model
@@ -106,6 +107,8 @@ class Outcome:
             body = record["record"]
             text = body.get("summary") if isinstance(body, dict) and "summary" in body else json.dumps(body)
             lines.append(f"- **{record['name']}** ({record['stage']}): {text}")
+            if record.get("shortfall"):
+                lines.append(f"  - **incomplete:** {record['shortfall']}")
         return "\n".join(lines)
 
     def info(self) -> dict[str, Any]:
@@ -162,6 +165,8 @@ class Actions:
         for warning in caught:
             if issubclass(warning.category, ToolkitWarning):
                 gr.Warning(str(warning.message))
+        for line in shortfalls(result.post_records):  # the images are written, but not all was done
+            gr.Warning(f"incomplete: {line}")
         paths = pipeline.save(result, self.out_dir)
         return Outcome(paths, result, perf_counter() - started, load_seconds)
 

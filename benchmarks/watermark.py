@@ -8,7 +8,10 @@ Images, per size (64, 256 and 512 pixels square by default):
   (`--models` picks others; a text-to-image model such as the default ldm-shapes, 64x64,
   draws prompts of plugins/builtin/datasets/shapes/prompts/shapes-heldout.jsonl);
 * scikit-image's photos (astronaut, coffee, chelsea, rocket, camera, ...; grey ones as RGB),
-  resized with Lanczos, and random square crops of them resized the same way.
+  resized with Lanczos, and random square crops of them resized the same way;
+* flat and white synthetic images (``--flat`` per size, drawn at random): pure white, near
+  white, black, a flat colour, a gradient, a white page with a few lines, a diagram of
+  filled shapes on white, text on white, an icon on a light background.
 
 Each image gets a random payload: ours 40 bits (with Reed-Solomon parity), imwatermark's 32
 raw bits (it has no error correction, so "exact" means all 32 right). imwatermark runs at
@@ -22,6 +25,7 @@ Attacks (on the uint8 RGB image, each alone, all with Pillow):
     crop10          10 % of each side removed in total, at a random offset, kept at the
                     cropped size (so 256x256 becomes 230x230)
     crop10+resize   the same crop, resized back to the original size (bicubic)
+    resize70/75/150/160  resized to 70, 75, 150 or 160 % and kept at that size (bicubic)
     bright+10/-10   ImageEnhance.Brightness(1.1) / (0.9): every channel times 1.1 or 0.9,
                     clipped at 255
     blur1           GaussianBlur with a standard deviation of 1 pixel
@@ -29,7 +33,9 @@ Attacks (on the uint8 RGB image, each alone, all with Pillow):
 Figures: PSNR of the marked image against the original; "exact": the share of images whose
 payload comes back exactly (ours never returns a wrong one; the "wrong" column counts any);
 "bits": the share of payload bits read right (ours: the 104 coded bits before error
-correction, where the payload was found, else at the detector's first guess). The
+correction, where the payload was found, else at the detector's first guess). "Ours by
+kind" also says how many of the misses the embedder had reported for that image (its
+record's ``readable`` and ``fragile_to``, the exit status 3 of the CLI). The
 false-positive rate is measured on unmarked images: every benchmark image before marking,
 plus random crops of the photos and of generated images at random sizes from 64 to 512.
 
@@ -38,6 +44,7 @@ plus random crops of the photos and of generated images at random sizes from 64 
     python benchmarks/watermark.py --sizes 64 --per-model 2 --fp-images 0
     python benchmarks/watermark.py --fp-only --fp-images 4000 --seed 1   # more unmarked images
     python benchmarks/watermark.py --held-out --sizes 64 256 --no-imwatermark --fp-images 0 --per-model 3 --crops 6
+    python benchmarks/watermark.py --limits --sizes 256 --no-imwatermark --fp-images 0 --per-model 3 --crops 6 --flat 9
     python benchmarks/watermark.py --models ldm-shapes --sizes 64 --per-model 24 --crops 0 --no-imwatermark --fp-images 0
 
 ``--rs-trials N`` also decodes N random words, to compare the code's acceptance rate with
@@ -65,10 +72,16 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "immunohi
           "page", "text", "grass", "gravel", "brick", "colorwheel", "retina", "hubble_deep_field", "clock")
 MODELS = ("vae-shapes", "gan-shapes", "ddpm-shapes", "vae-digits", "gan-digits", "ddpm-digits")
 PROMPTS = "plugins/builtin/datasets/shapes/prompts/shapes-heldout.jsonl"  # for text-to-image models
-ATTACKS = ("none", "jpeg90", "jpeg75", "jpeg50", "half", "crop10", "crop10+resize", "bright+10", "bright-10", "blur1")
+ATTACKS = ("none", "jpeg90", "jpeg75", "jpeg50", "half", "crop10", "crop10+resize", "bright+10", "bright-10", "blur1",
+           "resize70", "resize75", "resize150", "resize160")
+# What each attack is called in the embedder's rehearsal (attacks.py), to tell reported misses from silent ones.
+REHEARSAL_OF = {"jpeg75": "jpeg", "jpeg50": "jpeg", "half": "half", "crop10": "crop", "crop10+resize": "crop",
+                "bright+10": "brighter", "bright-10": "darker", "blur1": "blur"}
 # Variations the embedder does not rehearse (it plays JPEG 50/75, blur 1, half, brightness
 # 1.1/0.9 and 10 % crops): do the figures hold off those exact settings?
 HELD_OUT = ("jpeg40", "jpeg60", "scale75", "scale40", "crop5", "crop20", "bright+5", "bright-20", "blur07", "blur15")
+# What the mark is not made to survive (docs/postprocessors.md, "Limits"): measured, so the docs can say how far.
+LIMITS = ("jpeg30", "rotate0.5", "rotate1", "rotate5", "flip")
 
 
 # -- attacks ---------------------------------------------------------------------------------
@@ -77,8 +90,9 @@ HELD_OUT = ("jpeg40", "jpeg60", "scale75", "scale40", "crop5", "crop20", "bright
 def attack(name: str, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One attack (see the module doc) on a (H, W, 3) uint8 image. Names take a number:
     jpegQ, cropP (P % off the sides, "+resize" to resize back), bright+P / bright-P,
-    blurS (sigma S/10 when S has two digits: blur07 = 0.7), scaleP (to P % and back) and
-    half (= scale50)."""
+    blurS (sigma S/10 when S has two digits: blur07 = 0.7), scaleP (to P % and back),
+    half (= scale50), resizeP (to P %, kept), rotateD (D degrees, same size, black corners)
+    and flip (left-right)."""
     im = Image.fromarray(a)
     if name == "none":
         return a
@@ -86,6 +100,9 @@ def attack(name: str, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         buffer = io.BytesIO()
         im.save(buffer, "JPEG", quality=int(name[4:]))
         return np.asarray(Image.open(buffer).convert("RGB"))
+    if name.startswith("resize"):
+        f = int(name[6:]) / 100
+        return np.asarray(im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.BICUBIC))
     if name == "half" or name.startswith("scale"):
         f = 0.5 if name == "half" else int(name[5:]) / 100
         small = (max(1, round(im.width * f)), max(1, round(im.height * f)))
@@ -96,6 +113,10 @@ def attack(name: str, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         top, left = int(rng.integers(0, im.height - kept_h + 1)), int(rng.integers(0, im.width - kept_w + 1))
         crop = im.crop((left, top, left + kept_w, top + kept_h))
         return np.asarray(crop.resize(im.size, Image.BICUBIC) if name.endswith("resize") else crop)
+    if name.startswith("rotate"):
+        return np.asarray(im.rotate(float(name[6:]), Image.BICUBIC))
+    if name == "flip":
+        return a[:, ::-1].copy()
     if name.startswith("bright"):
         return np.asarray(ImageEnhance.Brightness(im).enhance(1 + int(name[6:]) / 100))
     if name.startswith("blur"):
@@ -140,8 +161,47 @@ def generated(models: list[str], per_model: int, seed: int) -> list[tuple[str, n
     return out
 
 
-def image_set(size: int, gen: list, pics: dict, n_crops: int, rng: np.random.Generator) -> list[tuple[str, str, np.ndarray]]:
-    """[(kind, name, (size, size, 3) uint8)]: generated, photos, photo crops."""
+FLAT_KINDS = ("white", "near-white", "black", "flat colour", "gradient", "lines", "diagram", "text", "icon")
+WORDS = "the of a watermark image model page figure diagram result table shows each with from toolkit".split()
+
+
+def flat_image(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size, 3) uint8: one synthetic flat or white image of ``kind`` (FLAT_KINDS),
+    its colours, strokes, shapes and words drawn from ``rng``."""
+    from PIL import ImageDraw, ImageFont
+
+    colour = lambda lo=0, hi=256: tuple(int(v) for v in rng.integers(lo, hi, 3))
+    paper = {"white": (255, 255, 255), "near-white": colour(246, 256), "black": (0, 0, 0), "flat colour": colour(),
+             "icon": colour(220, 256)}.get(kind, (255, 255, 255))
+    im = Image.new("RGB", (size, size), paper)
+    draw = ImageDraw.Draw(im)
+    point = lambda: tuple(int(v) for v in rng.integers(0, size, 2))
+    if kind == "gradient":
+        lo, hi = sorted(rng.integers(0, 256, 2))
+        ramp = np.linspace(lo, hi, size)[:, None, None] * np.ones((1, size, 3))
+        im = Image.fromarray((ramp if rng.random() < 0.5 else ramp.transpose(1, 0, 2)).astype(np.uint8))
+    elif kind == "lines":
+        for _ in range(int(rng.integers(2, 7))):
+            draw.line([point(), point()], fill=colour(0, 80), width=int(rng.integers(1, 4)))
+    elif kind == "diagram":
+        for _ in range(int(rng.integers(2, 6))):
+            (x, y), r = point(), int(rng.integers(size // 12, size // 4))
+            shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+            shape([x - r, y - r, x + r, y + r], fill=colour(), outline=(0, 0, 0), width=int(rng.integers(1, 3)))
+    elif kind == "text":
+        font = ImageFont.load_default(size=int(rng.integers(max(8, size // 24), max(9, size // 10))))
+        for row in range(1, int(rng.integers(3, 10))):
+            words = " ".join(rng.choice(WORDS, int(rng.integers(2, 8))))
+            draw.text((int(rng.integers(2, size // 8)), row * size // 10), words, fill=colour(0, 60), font=font)
+    elif kind == "icon":
+        (x, y), r = (size // 2, size // 2), int(rng.integers(size // 6, size // 3))
+        draw.rounded_rectangle([x - r, y - r, x + r, y + r], radius=r // 3, fill=colour())
+    return np.asarray(im)
+
+
+def image_set(size: int, gen: list, pics: dict, n_crops: int, rng: np.random.Generator,
+              n_flat: int = 0) -> list[tuple[str, str, np.ndarray]]:
+    """[(kind, name, (size, size, 3) uint8)]: generated, photos, photo crops, flat images."""
     items = [("generated", name, np.asarray(Image.fromarray(a).resize((size, size), Image.BICUBIC))) for name, a in gen]
     items += [("photo", name, np.asarray(Image.fromarray(a).resize((size, size), Image.LANCZOS))) for name, a in pics.items()]
     names = list(pics)
@@ -152,6 +212,9 @@ def image_set(size: int, gen: list, pics: dict, n_crops: int, rng: np.random.Gen
         top, left = rng.integers(0, a.shape[0] - side + 1), rng.integers(0, a.shape[1] - side + 1)
         crop = Image.fromarray(a[top: top + side, left: left + side]).resize((size, size), Image.LANCZOS)
         items.append(("photo crop", name, np.asarray(crop)))
+    for i in range(n_flat):
+        kind = FLAT_KINDS[i % len(FLAT_KINDS)]
+        items.append(("flat", kind, flat_image(kind, size, rng)))
     return items
 
 
@@ -174,12 +237,15 @@ class Ours:
     def embed(self, a: np.ndarray, rng: np.random.Generator):
         data = payload.number(int(rng.integers(0, 2**36)))
         coded = payload.encode(data, self.layout.whitening)
-        marked = watermark.embed(a.astype(np.float64), data, psnr=self.target_psnr).image.astype(np.uint8)
-        return marked, (data, coded)
+        result = watermark.embed(a.astype(np.float64), data, psnr=self.target_psnr)
+        marked = result.image.astype(np.uint8)
+        # What the embedder reports: a mark that does not read back, or the attacks it does not survive.
+        reported = ({"*"} if watermark.detect(marked) != data else set()) | set(result.fragile or ())
+        return marked, (data, coded, reported)
 
     def read(self, a: np.ndarray, secret) -> tuple[bool, bool, float]:
         """(exact, wrong, bit accuracy)"""
-        data, coded = secret
+        data, coded, _ = secret
         found, read = None, None
         for soft in candidates(a, self.layout):
             read = soft if read is None else read
@@ -219,12 +285,12 @@ class Imwatermark:
 # -- runs ----------------------------------------------------------------------------------------
 
 
-def robustness(sizes, gen, pics, n_crops, methods, attacks, seed):
+def robustness(sizes, gen, pics, n_crops, methods, attacks, seed, n_flat=0):
     """{(size, method): {"psnr": [...], attack: [(exact, wrong, bits, kind)]}} and the unmarked images."""
     results, unmarked = {}, []
     for size in sizes:
         rng = np.random.default_rng(seed + size)
-        items = image_set(size, gen, pics, n_crops, rng)
+        items = image_set(size, gen, pics, n_crops, rng, n_flat)
         unmarked += [a for _, _, a in items]
         for method in methods:
             if size < method.min_side:
@@ -235,9 +301,18 @@ def robustness(sizes, gen, pics, n_crops, methods, attacks, seed):
                 marked, secret = method.embed(a, rng)
                 table["psnr"].append(psnr(a, marked))
                 for name in attacks:
-                    table[name].append((*method.read(attack(name, marked, rng), secret), kind))
+                    table[name].append((*method.read(attack(name, marked, rng), secret), kind, _reported(name, secret)))
             print(f"  {size}px {method.name}: {len(items)} images in {time.time() - started:.0f} s", file=sys.stderr)
     return results, unmarked
+
+
+def _reported(name: str, secret) -> bool:
+    """Whether our embedder said the mark might not survive attack ``name``."""
+    if not isinstance(secret, tuple):
+        return False
+    reported = secret[2]
+    rehearsal = REHEARSAL_OF.get(name)
+    return "*" in reported or any(r == rehearsal or r.split("@")[0] == rehearsal for r in reported)
 
 
 def false_positives(unmarked, pics, gen, n_random, seed) -> tuple[int, int]:
@@ -290,13 +365,20 @@ def markdown(results, attacks) -> str:
 
 
 def by_kind(results, attacks, method="ours") -> str:
+    """Exact payloads per kind of image, % (one decimal below 100); "(k told)": k of the
+    misses were images whose record had reported the mark unreadable or fragile to it."""
     lines = ["| size | images | n | " + " | ".join(attacks) + " |", "| --- | --- | --- | " + " | ".join("---" for _ in attacks) + " |"]
     for (size, name), table in results.items():
         if name != method:
             continue
         kinds = sorted({r[3] for r in table[attacks[0]]})
         for kind in kinds:
-            cells = [f"{100 * np.mean([r[0] for r in table[a] if r[3] == kind]):.0f} %" for a in attacks]
+            cells = []
+            for a in attacks:
+                rows = [r for r in table[a] if r[3] == kind]
+                exact = 100 * np.mean([r[0] for r in rows])
+                told = sum(not r[0] and r[4] for r in rows)
+                cells.append((f"{exact:.0f} %" if exact in (0, 100) else f"{exact:.1f} %") + (f" ({told} told)" if told else ""))
             n = sum(r[3] == kind for r in table[attacks[0]])
             lines.append(f"| {size} | {kind} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -308,17 +390,19 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="models whose images are marked (default: the six class models)")
     parser.add_argument("--per-model", type=int, default=6, help="generated images per model")
     parser.add_argument("--crops", type=int, default=12, help="random photo crops per size (plus the 18 whole photos)")
+    parser.add_argument("--flat", type=int, default=18, help="flat and white synthetic images per size")
     parser.add_argument("--psnr", type=float, default=38.5, help="our target PSNR")
     parser.add_argument("--fp-images", type=int, default=2000, help="random unmarked crops for the false-positive rate")
     parser.add_argument("--rs-trials", type=int, default=0, help="random words for the Reed-Solomon acceptance rate")
     parser.add_argument("--no-imwatermark", action="store_true")
     parser.add_argument("--fp-only", action="store_true", help="only the false-positive rate (on --fp-images random crops)")
     parser.add_argument("--held-out", action="store_true", help="the attacks in HELD_OUT instead of the main ones")
+    parser.add_argument("--limits", action="store_true", help="the attacks in LIMITS (what the mark is not made for)")
     parser.add_argument("--quick", action="store_true", help="2 images per model, 2 crops, 64 and 256 only")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.per_model, args.crops, args.fp_images = [64, 256], 1, 2, 20
+        args.sizes, args.per_model, args.crops, args.fp_images, args.flat = [64, 256], 1, 2, 20, 3
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     gen = generated(args.models, args.per_model, args.seed)
@@ -328,8 +412,8 @@ def main() -> None:
         print(f"False positives (ours) on unmarked images: {found} of {checked}")
         return
     methods = [Ours(args.psnr)] + ([] if args.no_imwatermark else [Imwatermark("dwtDct"), Imwatermark("dwtDctSvd")])
-    attacks = HELD_OUT if args.held_out else ATTACKS
-    results, unmarked = robustness(args.sizes, gen, pics, args.crops, methods, attacks, args.seed)
+    attacks = HELD_OUT if args.held_out else LIMITS if args.limits else ATTACKS
+    results, unmarked = robustness(args.sizes, gen, pics, args.crops, methods, attacks, args.seed, args.flat)
     print("Payload exactly recovered, % of images (bit accuracy in brackets):\n")
     print(markdown(results, attacks))
     print("\nOurs by kind of image (exact payload, %):\n")

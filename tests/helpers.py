@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import skimage.data
 from click.testing import CliRunner
+from PIL import Image
 
 from toolkit.cli import cli
 from toolkit.train.config import validate_train_config
@@ -59,3 +62,24 @@ def train(root: Path, name: str, model: dict, steps: int = 3) -> Path:
 def invoke(*args: str):
     """Run ``toolkit ARGS...`` in this process, as the command line would."""
     return CliRunner().invoke(cli, list(args), obj={})
+
+
+# -- images for the watermark tests -------------------------------------------------------
+
+
+def photo(name: str, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8: a scikit-image photo resized to (width, height)."""
+    a = getattr(skimage.data, name)()
+    a = np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
+    return np.asarray(Image.fromarray(a).resize(size, Image.LANCZOS))
+
+
+def shapes_like(size: int, seed: int = 0) -> np.ndarray:
+    """What the shapes models make, upscaled: a near-white field with one soft coloured blob."""
+    rng = np.random.default_rng(seed)
+    small = np.full((32, 32, 3), 238.0) + rng.normal(0, 1.5, (32, 32, 3))
+    cy, cx = rng.integers(6, 26, 2)
+    yy, xx = np.mgrid[:32, :32]
+    blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < 12
+    small[blob] = rng.integers(20, 200, 3)
+    return np.asarray(Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC))

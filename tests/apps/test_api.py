@@ -114,7 +114,7 @@ def test_bad_input_gets_one_readable_line_and_the_app_keeps_serving(app, tmp_pat
         text = str(caught.value)
         assert message in text and "Traceback" not in text and "\n" not in text
     _, info = api.predict(model="tinyd", prompt="calm", seed=2, post=[{"name": "safety"}], api_name="/generate")
-    assert info["post"][0]["name"] == "safety" and info["post"][0]["record"]["summary"] == "nothing matched the policy"
+    assert info["post"][0]["name"] == "safety" and info["post"][0]["record"]["summary"].startswith("images not checked")
     assert app.alive()
 
 

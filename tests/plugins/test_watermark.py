@@ -14,6 +14,7 @@ import pytest
 import skimage.data
 import torch
 from click.testing import CliRunner
+from helpers import photo, shapes_like
 from PIL import Image, ImageEnhance, ImageFilter
 from toolkit_plugins.postprocessors.watermark import KEY, Watermark, WatermarkOptions, detect, layout, payload, spread
 from toolkit_plugins.postprocessors.watermark import embed as watermark_embed
@@ -24,24 +25,6 @@ from toolkit.errors import ImageInputError
 from toolkit.host.registry import Registry
 
 LAYOUT = layout.make_layout(payload.CODED_BITS, KEY)
-
-
-def photo(name: str, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8: a scikit-image photo resized to (width, height)."""
-    a = getattr(skimage.data, name)()
-    a = np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
-    return np.asarray(Image.fromarray(a).resize(size, Image.LANCZOS))
-
-
-def shapes_like(size: int, seed: int = 0) -> np.ndarray:
-    """What the shapes models make, upscaled: a near-white field with one soft coloured blob."""
-    rng = np.random.default_rng(seed)
-    small = np.full((32, 32, 3), 238.0) + rng.normal(0, 1.5, (32, 32, 3))
-    cy, cx = rng.integers(6, 26, 2)
-    yy, xx = np.mgrid[:32, :32]
-    blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < 12
-    small[blob] = rng.integers(20, 200, 3)
-    return np.asarray(Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC))
 
 
 def marked(a: np.ndarray, data: bytes, psnr: float = 38.5) -> np.ndarray:
@@ -297,5 +280,6 @@ def test_post_watermarks_an_existing_photo(registry, tmp_path):
     # With no options a photo gets model+time with no model: it says so, and names none.
     plain = runner.invoke(cli, ["post", str(source), "--post", "watermark", "--out", str(tmp_path / "out")], obj={})
     report = json.loads(runner.invoke(cli, ["verify", plain.stdout.split()[-1], "--json"], obj={}).stdout)[0]["found"]["watermark"]
-    assert report["model_sha256_prefix"] == "0000" and report["meaning"].startswith("marked with no model named")
+    assert report["model_sha256_prefix"] == "0000" and report["claim"].startswith("marked with no model named")
+    assert report["key"] == "public" and "anyone can write this mark" in report["claim"]
     assert "model" not in report

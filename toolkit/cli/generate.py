@@ -60,6 +60,11 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
       toolkit generate --model ddpm-digits --class 7 --n 16 --sampler ddim --steps 20
       toolkit generate --model gan-digits --class 3 --post upscale-lanczos:scale=4
       toolkit generate --replay out/ddpm-digits-42-00.png
+
+    \b
+    Exit status: 0 done; 1 an error (one line says what to do; nothing half-written);
+    2 a command line that cannot be read; 3 the images were written but a post-processor
+    could not do all it was asked (a watermark that does not read back: the line says which).
     """
     from toolkit.generation import pipeline
 
@@ -83,6 +88,7 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
             console.print(f"{record['name']}: {json.dumps(record['record'])}", highlight=False, markup=False)
     for path in pipeline.save(result, out_dir):
         out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+    _exit_if_short(result.post_records)
 
 
 @cli.command("post")
@@ -100,10 +106,15 @@ def post_cmd(obj: CommandContext, images: tuple[str, ...], post: tuple[str, ...]
     Examples:
       toolkit post photo.jpg --post upscale-realesrgan:scale=4
       toolkit post out/*.png --post watermark --post c2pa --out signed/
+
+    \b
+    Exit status: as `toolkit generate`'s; 3: every file was written, but a post-processor
+    could not do all it was asked for one of them (a watermark that does not read back).
     """
     from toolkit.generation.post import postprocess_file
 
     specs = [PostSpec.parse(p) for p in post]
+    short: list[dict[str, Any]] = []
     with progress_bar() as bar:
         for source in images:
             task = bar.add_task(f"post-processing {Path(source).name}", total=None)
@@ -114,6 +125,22 @@ def post_cmd(obj: CommandContext, images: tuple[str, ...], post: tuple[str, ...]
                 if record["record"]:
                     console.print(f"{record['name']}: {json.dumps(record['record'])}", highlight=False, markup=False)
             out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+            short += records
+    _exit_if_short(short)
+
+
+SHORTFALL_STATUS = 3  # the images were written, but a post-processor could not do all it was asked
+
+
+def _exit_if_short(records: list[dict[str, Any]]) -> None:
+    """Say each post-processor's shortfall and exit with ``SHORTFALL_STATUS`` if there is one."""
+    from toolkit.generation.post import shortfalls
+
+    lines = shortfalls(records)
+    for line in lines:
+        console.print(f"[bold yellow]Incomplete:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if lines:
+        sys.exit(SHORTFALL_STATUS)
 
 
 def _replay(png: Path, out_dir: Path, device: str, obj: CommandContext) -> None:
@@ -177,13 +204,16 @@ def verify(obj: CommandContext, images: tuple[str, ...], as_json: bool, trust: t
 
     Every installed post-processor that can read something back is asked (see `toolkit
     plugins`), so a plugin's own watermark or signature shows up here too. Works on any
-    image file, not only toolkit's PNGs.
+    image file, not only toolkit's PNGs. A watermark without Content Credentials gets a
+    note that they may have been stripped.
 
     \b
-    Exit status, for scripts:
-      0  every file was read and nothing in it is invalid
-      1  a file could not be read, or a check could not run (the others are still reported)
+    Exit status, for scripts (over several files, the first that applies):
       2  something is invalid: Content Credentials that do not validate, an altered recipe
+      3  a mark the file's recipe says was applied is missing (a watermark, credentials)
+      1  a file could not be read, or a check could not run (the others are still reported)
+      0  every file was read, nothing is invalid and nothing expected is missing
+    --json gives each file's findings, "status", "missing" and "notes".
 
     \b
     Examples:
@@ -193,7 +223,7 @@ def verify(obj: CommandContext, images: tuple[str, ...], as_json: bool, trust: t
     """
     from toolkit.cli.root import print_error
     from toolkit.errors import ToolkitError
-    from toolkit.generation.verify import verify_image
+    from toolkit.generation.verify import exit_status, verify_image
 
     options: dict[str, dict[str, Any]] = {}
     for spec in map(PostSpec.parse, checks):
@@ -218,13 +248,19 @@ def verify(obj: CommandContext, images: tuple[str, ...], as_json: bool, trust: t
             for key, value in report["found"].items():
                 text = value if isinstance(value, str) else json.dumps(value)
                 out.print(f"  {key}: {escape(text)}", soft_wrap=True)
+            for why in report.get("missing", {}).values():
+                out.print(f"  missing: {escape(why)}", soft_wrap=True)
+            for note in report.get("notes", []):
+                out.print(f"  note: {escape(note)}", soft_wrap=True)
     for report in (r for r in reports if "found" in r and r["status"] != "ok"):  # one line each, for scripts
         invalid = [k for k, v in report["found"].items() if isinstance(v, dict) and v.get("state") == "invalid"]
         failed = [k for k, v in report["found"].items() if isinstance(v, str) and v.startswith("could not check")]
+        missing = list(report.get("missing", {}))
         print_error(f"{report['path']}: " + "; ".join(f"{what}: {', '.join(names)}" for what, names in
-                                                      (("invalid", invalid), ("could not check", failed)) if names))
-    statuses = {r["status"] for r in reports}
-    if statuses != {"ok"}:
-        sys.exit(2 if "invalid" in statuses else 1)
+                                                      (("invalid", invalid), ("missing", missing),
+                                                       ("could not check", failed)) if names))
+    status = exit_status(reports)
+    if status:
+        sys.exit(status)
 
 

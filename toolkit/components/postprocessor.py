@@ -66,6 +66,10 @@ class PostResult:
 
     images: torch.Tensor  # (batch, 3, H', W') in [-1, 1]; H', W' may differ (upscalers)
     record: dict[str, Any] = field(default_factory=dict)  # e.g. scores, what was done
+    # What the step was asked for and could not do, in one line (a watermark that does not
+    # read back from an image). The images are still written; the CLI says this line and
+    # exits with status 3, so a script never takes the output for complete.
+    shortfall: str | None = None
 
 
 class PostProcessor(ABC):

@@ -6,6 +6,7 @@ chain on existing files."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from toolkit.components import PostContext, Stage
 from toolkit.errors import InvalidRequestError, NoRecipeError, UnsupportedRequestError
 from toolkit.generation.images import open_image, pil_to_tensor, save_new, tensor_to_pil, to_rgb
-from toolkit.generation.recipe import read_recipe, recipe_pnginfo
+from toolkit.generation.recipe import POST_FORMAT, post_log_pnginfo, read_post_log, read_recipe, recipe_pnginfo
 from toolkit.generation.request import GenerationRequest, PostSpec
 from toolkit.host.loading import blame, get_registry
 from toolkit.host.registry import Registry
@@ -84,16 +85,24 @@ def run_post(steps: list[PostStep], images: torch.Tensor, ctx: PostContext) -> t
             out = step.processor.process(images, step.options, ctx)
         images = out.images
         records.append({"name": step.name, "stage": step.stage.name.lower(), "options": step.options.model_dump(mode="json"),
-                        "record": out.record})
+                        "record": out.record, **({"shortfall": out.shortfall} if out.shortfall else {})})
     return images, records
 
 
+def shortfalls(records: list[dict[str, Any]]) -> list[str]:
+    """The ``PostResult.shortfall`` lines of a run's step records (``run_post``), each
+    prefixed with its step's name."""
+    return [f"{r['name']}: {r['shortfall']}" for r in records if r.get("shortfall")]
+
+
 def write_output(image: Image.Image, folder: Path, stem: str, recipe: dict[str, Any] | None, steps: list[PostStep],
-                 ctx: PostContext) -> Path:
-    """Save a new PNG (with ``recipe``, if any) as ``folder/STEM.png``, or ``STEM-1.png``...:
-    the first free name, claimed atomically (``images.save_new``), so runs writing into one
-    folder at once never overwrite each other's files. Then the steps' file-level work."""
-    path = save_new(image, folder, stem, **({} if recipe is None else {"pnginfo": recipe_pnginfo(recipe)}))
+                 ctx: PostContext, *, log: dict[str, Any] | None = None) -> Path:
+    """Save a new PNG (with ``recipe``, if any, else with ``log``, a ``recipe.PostLog``,
+    if any) as ``folder/STEM.png``, or ``STEM-1.png``...: the first free name, claimed
+    atomically (``images.save_new``), so runs writing into one folder at once never
+    overwrite each other's files. Then the steps' file-level work."""
+    pnginfo = recipe_pnginfo(recipe) if recipe is not None else post_log_pnginfo(log) if log is not None else None
+    path = save_new(image, folder, stem, **({} if pnginfo is None else {"pnginfo": pnginfo}))
     for step in steps:  # file-level work, e.g. signing; each rewrites the file atomically
         with blame(step.plugin, f"post-processor '{step.name}' (after_save)"):
             step.processor.after_save(path, step.options, ctx)
@@ -130,20 +139,31 @@ def postprocess_file(source: str | Path, post: list[PostSpec], out_dir: str | Pa
 
     A toolkit PNG keeps its recipe, with the new steps appended to its chain and records and
     the chain itself to its ``post_runs`` (so replay can run it again); any other image gets
-    no recipe (there is nothing to replay). A recipe that is not valid is refused."""
+    no recipe (there is nothing to replay) but a ``toolkit-post`` record of the steps
+    (``recipe.PostLog``), added to the one an earlier run wrote, so that what a safety check
+    found stays with the file. A recipe or record that is not valid is refused."""
     registry = registry or get_registry()
     source = Path(source)
     image = to_rgb(open_image(source, what="image"))
+    log: dict[str, Any] | None = None
     try:
         recipe: dict[str, Any] | None = read_recipe(source)
     except NoRecipeError:
         recipe = None
+        try:
+            log = read_post_log(source)
+        except NoRecipeError:
+            log = {"format": POST_FORMAT, "postprocessors": [], "chain": []}
     images, records, steps, ctx = postprocess_image(image, recipe, post, registry=registry, progress=progress)
+    chain = [f"{s.name} [{s.stage.name.lower()}]" for s in steps]
     if recipe is not None:
         ran = [{"name": s.name, "options": s.options.model_dump(mode="json")} for s in steps]
         recipe = {**recipe, "postprocessors": recipe["postprocessors"] + records,
-                  "post_runs": recipe["post_runs"] + [ran],
-                  "chain": recipe["chain"] + [f"{s.name} [{s.stage.name.lower()}]" for s in steps]}
-    return write_output(tensor_to_pil(images)[0], Path(out_dir), f"{source.stem}-post", recipe, steps, ctx), records
+                  "post_runs": recipe["post_runs"] + [ran], "chain": recipe["chain"] + chain}
+    else:
+        log = {**log, "postprocessors": log["postprocessors"] + records, "chain": log["chain"] + chain,
+               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return write_output(tensor_to_pil(images)[0], Path(out_dir), f"{source.stem}-post", recipe, steps, ctx,
+                        log=log), records
 
 

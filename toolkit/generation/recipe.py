@@ -3,6 +3,9 @@
 It is stored as JSON in a PNG ``iTXt`` chunk named ``toolkit-recipe``; ``toolkit info``
 prints it and ``toolkit generate --replay`` runs it. A file is anyone's to edit, so
 ``read_recipe`` checks every recipe against one schema (``Recipe``) before anything uses it.
+
+An image `toolkit post` made from a file without a recipe (a photo) carries a ``PostLog``
+instead, in a ``toolkit-post`` chunk: the steps that ran and their records, nothing to replay.
 """
 
 from __future__ import annotations
@@ -131,3 +134,62 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
                              for e in error.errors()[:3])
         raise RecipeError(f"the recipe in {path} is not valid, so the file was altered or made by another toolkit "
                           f"version: {problems}") from None
+
+
+# -- what `toolkit post` leaves in a file without a recipe ----------------------------------------
+
+POST_KEY = "toolkit-post"
+POST_FORMAT = "toolkit-post/1"
+
+
+class PostLog(BaseModel):
+    """What `toolkit post` writes into an output made from an image without a recipe (a
+    photo): every step that ran on it and its record, so a safety check or a watermark
+    leaves the same trace there as in a recipe. Nothing in it can be replayed: no model
+    made the image."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["toolkit-post/1"]
+    postprocessors: list[PostRecord] = Field(default_factory=list)
+    chain: list[str] = Field(default_factory=list)
+    created: str | None = None
+
+
+def post_log_pnginfo(log: dict[str, Any]) -> PngImagePlugin.PngInfo:
+    """The PNG chunk that carries a ``PostLog``: pass as ``pnginfo=`` to ``Image.save``."""
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(POST_KEY, json.dumps(log, sort_keys=True), zip=True)
+    return info
+
+
+def read_post_log(path: str | Path) -> dict[str, Any]:
+    """The ``PostLog`` `toolkit post` wrote into ``path``, checked. Raises ``NoRecipeError``
+    when there is none, ``RecipeError`` when it is not valid (the file was altered)."""
+    try:
+        image = open_image(path, what="image")
+    except ImageInputError as error:
+        raise RecipeError(str(error)) from None
+    text = (image.text if hasattr(image, "text") else image.info).get(POST_KEY)
+    if text is None:
+        raise NoRecipeError(f"{path} carries no record of `toolkit post`")
+    try:
+        return PostLog.model_validate(json.loads(text)).model_dump(mode="json")
+    except (json.JSONDecodeError, RecursionError, ValidationError) as error:
+        raise RecipeError(f"the `toolkit post` record in {path} is not valid, so the file was altered: "
+                          f"{str(error).splitlines()[0]}") from None
+
+
+def file_post_records(path: str | Path) -> list[tuple[dict[str, Any], int]]:
+    """Every post-processor record ``path`` carries, oldest first, each with the index of
+    this file's image among the images that step processed: a generation's steps saw the
+    whole batch (the recipe's ``index``), each `toolkit post` run one image (0).
+
+    Read from the recipe, or for a file without one from its ``PostLog``. Raises
+    ``NoRecipeError`` when it carries neither, ``RecipeError`` when the one it has is not valid."""
+    try:
+        recipe = read_recipe(path)
+    except NoRecipeError:
+        return [(record, 0) for record in read_post_log(path)["postprocessors"]]
+    generated = len(recipe["request"]["post"])  # the first records are the generation's own chain
+    return [(record, recipe["index"] if k < generated else 0) for k, record in enumerate(recipe["postprocessors"])]

@@ -219,7 +219,8 @@ def create_keys(folder: Path, *, name: str, force: bool = False) -> list[Path]:
 
 @click.group("keys")
 def keys_group() -> None:
-    """Signing keys for Content Credentials (`--post c2pa`)."""
+    """Signing keys for Content Credentials (`--post c2pa`) and your own watermark key
+    (`--post watermark:key=own`)."""
 
 
 @keys_group.command()
@@ -229,12 +230,15 @@ def keys_group() -> None:
               help="The signer's name (certificate common name), shown by `toolkit verify`.")
 @click.option("--force", is_flag=True, help="Replace existing keys.")
 def create(out_dir: str | None, name: str, force: bool) -> None:
-    """Make a local test CA and a signer certificate it issued (ECDSA P-256).
+    """Make a local test CA and a signer certificate it issued (ECDSA P-256), and a
+    watermark key of your own.
 
     Writes signer.key (private, mode 0600), signer-chain.pem (the signer's certificate,
     then the CA's) and ca.pem. `toolkit generate --post c2pa` signs with the first two;
     give ca.pem to whoever verifies (`toolkit verify --trust ca.pem IMAGE`) so they see
-    the signer as trusted.
+    the signer as trusted. Also watermark.key (private, 0600): `--post watermark:key=own`
+    writes marks that only its holders can read or write (the default public key lets
+    anyone do both). When the signing keys exist already, only a missing watermark key is made.
 
     \b
     Examples:
@@ -242,10 +246,25 @@ def create(out_dir: str | None, name: str, force: bool) -> None:
       toolkit keys create --out ~/my-keys --name "Jane Doe"
       toolkit generate --post c2pa:key=~/my-keys/signer.key,cert=~/my-keys/signer-chain.pem
     """
+    from toolkit_plugins.postprocessors.watermark.key import KEY_FILE as WATERMARK_KEY_FILE
+    from toolkit_plugins.postprocessors.watermark.key import create_key as create_watermark_key
+
     folder = Path(out_dir).expanduser() if out_dir else keys_dir()
-    key, chain, ca = create_keys(folder, name=name, force=force)
-    for path in (key, chain, ca):
+    watermark_path = folder / WATERMARK_KEY_FILE
+    made: list[Path] = []
+    # Keys made before there were watermark keys get the one that is missing; a watermark
+    # key is never replaced without --force (marks written with it would stop reading).
+    if force or not (folder / KEY_FILE).exists() or watermark_path.exists():
+        made += create_keys(folder, name=name, force=force)
+    if force or not watermark_path.exists():
+        made.append(create_watermark_key(folder, force=force))
+    for path in made:
         click.echo(str(path))
+    if len(made) == 1:
+        click.echo(f"watermark: toolkit generate ... --post watermark:key={'own' if out_dir is None else made[0]}", err=True)
+        return
+    key, chain, ca = made[:3]
     where = "" if out_dir is None else f":key={key},cert={chain}"
     click.echo(f"sign:  toolkit generate ... --post c2pa{where}", err=True)
     click.echo(f"trust: toolkit verify --trust {ca} IMAGE", err=True)
+    click.echo(f"watermark: toolkit generate ... --post watermark:key={'own' if out_dir is None else watermark_path}", err=True)

@@ -16,6 +16,9 @@ image after, against a policy, and blocks, blurs or flags what matches.
   black image), ``blur`` blurs it strongly, ``flag`` only records. The recipe records the
   policy, every score, what matched and what was done; a classifier that could not run
   (no CLIP in this model) is recorded as skipped.
+* An image no classifier scored is "not checked", never passed: its action is
+  ``not checked`` and the summary says which classifiers were skipped and how to install
+  a missing one. ``toolkit verify`` reads the record back (``inspect``).
 
 policy.py reads and checks policies (default.yaml is the shipped one), encoder.py is the
 MiniLM sentence encoder behind the semantic prompt match, classifiers.py the built-in
@@ -25,21 +28,33 @@ classifiers and actions.py the placeholder and the blur.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit import hookimpl
-from toolkit.components import PostContext, PostProcessor, PostResult, SafetyClassifier, Stage
-from toolkit.errors import BlockedPromptError, ConfigError
+from toolkit.components import InspectContext, PostContext, PostProcessor, PostResult, SafetyClassifier, Stage
+from toolkit.errors import BlockedPromptError, ConfigError, RecipeError
+from toolkit.generation.recipe import file_post_records
 from toolkit.host.registry import Registry
 
 from .actions import gaussian_blur, placeholder
 from .classifiers import ClipSimilarity, ShapesConcepts
 from .policy import ACTIONS, HELP, ImageRule, Policy, load_policy
 
-__all__ = ["ClipSimilarity", "Safety", "SafetyOptions", "ShapesConcepts", "load_policy"]
+__all__ = ["NOT_CHECKED", "ClipSimilarity", "Safety", "SafetyOptions", "ShapesConcepts", "load_policy"]
+
+# An image's action when no classifier scored it: not "pass", which would claim a check that never ran.
+NOT_CHECKED = "not checked"
+
+# How to get an opt-in classifier a policy names, for the line saying it was not installed.
+INSTALL = {
+    "nudenet": "pip install -e plugins/packages/toolkit-nudenet (opt-in: NudeNet is AGPL-3.0; "
+               "docs/postprocessors.md#safety)",
+}
 
 
 class SafetyOptions(BaseModel):
@@ -81,10 +96,12 @@ class Safety(PostProcessor):
         matched: list[dict[str, dict[str, Any]]] = [{} for _ in range(batch)]  # per image: category -> why
         scores: list[dict[str, float]] = [{} for _ in range(batch)]  # per image: category -> best image score
         skipped: dict[str, str] = {}
+        ran: list[str] = []  # the classifiers that scored these images
         with torch.inference_mode():
             for name, (cls, rules) in _rules_by_classifier(policy, ctx.registry).items():
                 if cls is None:
-                    skipped[name] = "not installed (the policy marks its rules optional)"
+                    hint = f"; to check it: {INSTALL[name]}" if name in INSTALL else ""
+                    skipped[name] = f"not installed (the policy marks its rules optional){hint}"
                     continue
                 classifier = _instance(cls)
                 reason = cls.unavailable() or classifier.skip_reason(ctx)
@@ -93,6 +110,7 @@ class Safety(PostProcessor):
                     continue
                 concepts = list(dict.fromkeys(c for _, rule in rules for c in rule.concepts))
                 table = classifier.score(images, concepts, ctx).float().cpu()  # (B, C)
+                ran.append(name)
                 for category, rule in rules:
                     columns = table[:, [concepts.index(c) for c in rule.concepts]]  # (B, concepts of this rule)
                     best, where = columns.max(dim=1)
@@ -116,7 +134,8 @@ class Safety(PostProcessor):
         height, width = images.shape[-2:]
         sigma = options.blur * max(height, width)
         for i in range(batch):
-            action = max((m["action"] for m in matched[i].values()), key=ACTIONS.index, default="pass")
+            action = max((m["action"] for m in matched[i].values()), key=ACTIONS.index,
+                         default="pass" if ran else NOT_CHECKED)
             image = images[i]
             if action == "block":
                 blocking = [c for c, m in matched[i].items() if m["action"] == "block"]
@@ -133,22 +152,57 @@ class Safety(PostProcessor):
         record["images"] = verdicts
         if skipped:
             record["skipped"] = skipped
+        record["checked_by"] = ran
+        # Categories with image rules none of whose classifiers ran: their image check did not happen.
+        record["unchecked_categories"] = [c for c, spec in policy.categories.items()
+                                          if spec.image and not any(r.classifier in ran for r in spec.image)]
         for action, key in (("block", "withheld"), ("blur", "blurred"), ("flag", "flagged")):
             record[key] = [i for i, v in enumerate(verdicts) if v["action"] == action]
-        record["summary"] = _summary(verdicts)
+        record["not_checked"] = [] if ran else list(range(batch))
+        record["summary"] = _summary(verdicts, ran, skipped, record["unchecked_categories"])
         return PostResult(torch.stack(out), record)
 
+    @classmethod
+    def inspect(cls, path: Path, image: Image.Image, ctx: InspectContext) -> dict[str, Any] | None:
+        """For ``toolkit verify``: what the last safety check recorded in the file about its
+        image (action, scores, summary), or None when no safety check ran on it."""
+        try:
+            records = file_post_records(path)
+        except RecipeError:  # none (NoRecipeError), or a broken one, which verify reports itself
+            return None
+        checks = [(record, index) for record, index in records if record["name"] == cls.name]
+        if not checks:
+            return None
+        record, index = checks[-1]
+        body = record.get("record") or {}
+        verdicts = body.get("images") or []
+        verdict = verdicts[index] if isinstance(verdicts, list) and index < len(verdicts) else {}
+        found = {"action": verdict.get("action", NOT_CHECKED), "scores": verdict.get("scores", {}),
+                 "checked_by": body.get("checked_by", []), "summary": body.get("summary", "")}
+        if verdict.get("matched"):
+            found["matched"] = verdict["matched"]
+        return found
 
-def _summary(verdicts: list[dict[str, Any]]) -> str:
-    """One readable line for the console: what happened to which image, and why."""
+
+def _summary(verdicts: list[dict[str, Any]], ran: list[str], skipped: dict[str, str], unchecked: list[str]) -> str:
+    """One readable line for the console: what happened to which image, and why; and what
+    was not checked, so that an image no classifier saw never reads as passed."""
     done = {"block": "withheld", "blur": "blurred", "flag": "flagged"}
     parts = []
     for i, verdict in enumerate(verdicts):
-        if verdict["action"] == "pass":
+        if verdict["action"] in ("pass", NOT_CHECKED):
             continue
         why = ", ".join(f"{c} {m['score']:.2f}" for c, m in verdict["matched"].items())
         parts.append(f"image {i} {done[verdict['action']]} ({why})")
-    return "; ".join(parts) if parts else "nothing matched the policy"
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+    if not ran:
+        head = (f"images not checked: no image classifier could run ({reasons})" if reasons
+                else "images not checked: the policy has no image rules")
+        return "; ".join([head, *parts])
+    text = "; ".join(parts) if parts else f"images passed the checks that ran (by {', '.join(ran)})"
+    if unchecked:
+        text += f"; not checked: {', '.join(unchecked)} ({reasons})"
+    return text
 
 
 def _policy_label(policy: Policy) -> str:

@@ -42,6 +42,22 @@ def rehearsals(height: int, width: int) -> dict:
     return attacks
 
 
+def promised(height: int, width: int) -> set[str]:
+    """The rehearsals a mark at this size is promised to survive (docs/postprocessors.md):
+    from 256 pixels up all but ``CROP_THEN_JPEG``, below that JPEG 75 alone."""
+    names = set(rehearsals(height, width)) - {CROP_THEN_JPEG}
+    return names if min(height, width) >= 256 else {"jpeg"}
+
+
+def describe(name: str, height: int, width: int) -> str:
+    """A rehearsal's name in words, for messages."""
+    if name.startswith("crop@"):
+        return f"a {CROP_FRACTION:.0%} crop"
+    return {"jpeg": f"JPEG {75 if min(height, width) < 256 else 50}", "blur": "a blur of sigma 1",
+            "half": "halving the size and back", "brighter": f"brightening by {BRIGHTER - 1:.0%}",
+            "darker": "darkening by 10%"}.get(name, name)
+
+
 def brighten(a: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` -> the same brightened by ``BRIGHTER`` (Pillow's, clipped at 255)."""
     return _pil(a, lambda im: ImageEnhance.Brightness(im).enhance(BRIGHTER))

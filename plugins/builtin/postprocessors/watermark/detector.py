@@ -11,7 +11,9 @@ docs/postprocessors.md ("Invisible watermark", "The design") explains the search
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -31,28 +33,38 @@ from .reading import (
 )
 
 SEARCH_TOP = 3  # alignments decoded per scale, per reading (spread and lattice)
+# Tile periods the rescale search looks for: 64 pixels rescaled by 0.625 to 1.75 (the
+# promise is 0.7 to 1.6; a peak at either end of the range cannot be told from a slope).
+PERIOD_LAGS = np.arange(40, 113)
+MAX_PERIODS = 3  # rescaled searches at most, after the search at the image's own scale
+WHITEN = 4  # the period search divides each power-spectrum bin by the mean of the 9x9 around it
 
 
-def candidates(rgb: np.ndarray, layout: Layout) -> list[np.ndarray]:
-    """Soft payload values at the most likely alignments, best first.
+def candidates(rgb: np.ndarray, layout: Layout) -> Iterator[np.ndarray]:
+    """Soft payload values at the most likely alignments, best first, computed as they are
+    asked for (the decoder usually stops at the first scale).
 
-    rgb: ``(H, W, 3)``, any size. Returns up to ``4 * SEARCH_TOP`` arrays of shape
-    ``(layout.n_payload,)``: ``SEARCH_TOP`` alignments of the image as it is read as spread
-    spectrum and as many read as the lattice mode, then the same for the image rescaled by
-    the tile period its autocorrelation shows, when that differs from 64 pixels (a crop
-    resized back, a resize). Positive means 1.
+    rgb: ``(H, W, 3)``, any size. Yields arrays of shape ``(layout.n_payload,)``:
+    ``SEARCH_TOP`` alignments of the image as it is, read as spread spectrum, and as many
+    read as the lattice mode; then the same for the image rescaled by each tile period its
+    autocorrelation shows that differs from 64 pixels (a resize, a crop resized back), at
+    most ``MAX_PERIODS`` of them. Positive means 1.
     """
     rgb = central(np.asarray(rgb)[..., :3], MAX_DETECT_SIDE)
     if min(rgb.shape[:2]) < 2 * BLOCK:
-        return []
-    found, period = _search(rgb, layout)
-    if period is not None and abs(period / TILE - 1) > 0.015:
-        scale = TILE / period
-        im = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
-        rescaled = np.asarray(im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC))
-        if min(rescaled.shape[:2]) >= 2 * BLOCK:
-            found += _search(rescaled, layout)[0]
-    return found
+        return
+    first = _search(rgb, layout)
+    yield from first.found
+    image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    for period in first.periods:
+        if abs(period / TILE - 1) > 0.015:
+            yield from _search_rescaled(image, TILE / period, layout)
+
+
+def _search_rescaled(image: Image.Image, scale: float, layout: Layout) -> list[np.ndarray]:
+    """``_search``'s soft values for ``image`` resized by ``scale`` (bicubic)."""
+    rescaled = np.asarray(image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC))
+    return _search(rescaled, layout, periods=False).found if min(rescaled.shape[:2]) >= 2 * BLOCK else []
 
 
 @lru_cache(maxsize=4)
@@ -67,15 +79,23 @@ def _gather(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return order, starts, rows, cols
 
 
-def _search(rgb: np.ndarray, layout: Layout) -> tuple[list[np.ndarray], float | None]:
+class Search(NamedTuple):
+    """What one search of an image found."""
+
+    found: list[np.ndarray]  # soft payload values (n_payload,): SEARCH_TOP spread alignments, then SEARCH_TOP lattice ones
+    periods: list[float]  # tile periods the autocorrelation shows (when asked for)
+
+
+def _search(rgb: np.ndarray, layout: Layout, periods: bool = True) -> Search:
     """The soft payload values at the SEARCH_TOP best alignments read as spread spectrum,
-    then at the SEARCH_TOP best read as the lattice mode; and the tile period seen."""
+    then at the SEARCH_TOP best read as the lattice mode; and the tile periods seen (when
+    ``periods``)."""
     y = luma(rgb)
     coeffs, activity = window_coeffs(y, MARK_COEFFS), window_coeffs(y, ACTIVITY_COEFFS)
     s = scales(y, coeffs, activity)
     weights = weights_from(neighbourhood_mean(activity_energy(activity, s.activity), BLOCK), s)
     coeffs *= weights
-    period = _tile_period(coeffs)
+    seen = _tile_periods(coeffs) if periods else []
     order, starts, rows, cols = _gather(layout)
     slot_coeff, chip = layout.slot_coeff[order][None, :], layout.slot_chip[order].astype(np.float32)
     folded_values, folded_weights = _fold(coeffs), _fold(weights**2)
@@ -98,7 +118,7 @@ def _search(rgb: np.ndarray, layout: Layout) -> tuple[list[np.ndarray], float | 
     u = normalised(soft[lattice], per_bit(folded_weights, lattice))
     found = [soft[a, :p].astype(np.float64) for a in spread]
     found += list(lattice_soft(u[:, :p].astype(np.float64), layout.dither[:p]))
-    return found, period
+    return Search(found, seen)
 
 
 def _fold(maps: np.ndarray) -> np.ndarray:
@@ -131,25 +151,57 @@ def _circular(d: int) -> int:
     return min(d % TILE, -d % TILE)
 
 
-def _tile_period(weighted: np.ndarray) -> float | None:
-    """The tile period in pixels from the autocorrelation of the detector's weighted
-    coefficient maps ``(K, h, w)`` (busy areas, which would hide it, weigh little), or None
-    when no lag from 48 to 96 pixels stands out. Reads at most the central 512x512."""
-    from scipy import fft
+def _tile_periods(weighted: np.ndarray) -> list[float]:
+    """Tile periods in pixels, most likely first, from the autocorrelation of the detector's
+    weighted coefficient maps ``(K, h, w)`` (busy areas, which would hide the tile, weigh
+    little). Reads at most the central 512x512.
 
-    lags = np.arange(48, 97)
+    The tile is periodic, so its spectrum is a comb of sharp lines while an image's is
+    smooth: dividing the power spectrum by its local mean (``WHITEN`` bins each way) before
+    going back to lags makes the tile's period stand out of textures and of the slow fall of
+    the image's own autocorrelation. The tile repeats along both axes, so the first
+    candidate comes from both together; but an image that repeats along one axis (lines of
+    text, a ruled page) can outshine the mark there, so the strongest peak of each axis
+    alone is a candidate too. At most ``MAX_PERIODS``, each a lag in ``PERIOD_LAGS`` that
+    stands out of its profile."""
+    from scipy import fft
+    from scipy.ndimage import uniform_filter
+
+    lags = PERIOD_LAGS
     maps = central(np.moveaxis(weighted, 0, -1), 512)  # (h, w, K)
     if min(maps.shape[:2]) < 2 * lags[0]:
-        return None
+        return []
     maps = maps - maps.mean((0, 1))
     # Zero padding by the largest lag keeps the circular correlation from wrapping around.
     shape = (maps.shape[0] + lags[-1] + 1, maps.shape[1] + lags[-1] + 1)
-    spectrum = fft.rfft2(maps, s=shape, axes=(0, 1))
-    auto = fft.irfft2((np.abs(spectrum) ** 2).sum(-1), s=shape)
-    profile = auto[lags, 0] + auto[0, lags]  # the tile repeats along both axes
-    best = int(np.argmax(profile))
-    if profile[best] - np.median(profile) < 2.5 * profile.std() or best in (0, len(lags) - 1):
+    power = (np.abs(fft.rfft2(maps, s=shape, axes=(0, 1))) ** 2).sum(-1)  # (rows, cols // 2 + 1)
+    # Rows hold positive then negative frequencies: wrap them so the local mean sees both.
+    wrapped = np.concatenate([power[-WHITEN:], power, power[:WHITEN]])
+    local = uniform_filter(wrapped, 2 * WHITEN + 1, mode="nearest")[WHITEN:-WHITEN]
+    auto = fft.irfft2(power / (local + 1e-12 * local.max() + 1e-30), s=shape)
+    periods: list[float] = []
+    for profile in (auto[lags, 0] + auto[0, lags], auto[lags, 0], auto[0, lags]):
+        period = _peak(profile)
+        if period is not None and all(abs(period / p - 1) > 0.015 for p in periods):
+            periods.append(period)
+    return periods[:MAX_PERIODS]
+
+
+def _peak(profile: np.ndarray) -> float | None:
+    """The period (a lag of ``PERIOD_LAGS``, to a fraction of a pixel) at the highest peak of
+    an autocorrelation ``profile`` ``(len(PERIOD_LAGS),)``, or None when none stands out."""
+    lags = PERIOD_LAGS
+    height = profile - np.median(profile)
+    best = int(np.argmax(height))
+    if height[best] < 2.5 * profile.std() or best in (0, len(lags) - 1):
         return None
+    # A shrunk tile repeats at twice its period too, sometimes a little more strongly: the
+    # period is the shorter lag when it has a peak nearly as high.
+    half = int(round(lags[best] / 2 - lags[0]))
+    if 1 <= half < len(lags) - 1 and height[half - 1: half + 2].max() >= 0.6 * height[best]:
+        shorter = half - 1 + int(np.argmax(height[half - 1: half + 2]))
+        if 0 < shorter < len(lags) - 1:  # an end of the range is a slope, not a peak
+            best = shorter
     left, mid, right = profile[best - 1: best + 2]  # a parabola through the peak: the period to a fraction of a pixel
     curvature = left - 2 * mid + right
     return float(lags[best] + (0.5 * (left - right) / curvature if curvature else 0.0))

@@ -24,9 +24,9 @@ the lattice mode its coset from its own random dither), so a decoding attempt ac
 probability ``#codewords * (ball volume) / #words``:
 ``V(13, 4) / 256**8 = 1.6e-7`` without erasures and ``V(11, 3) / 256**6 = 9.7e-6`` with 2,
 where ``V(n, e) = sum_{i <= e} C(n, i) 255**i``; the kind check keeps 3/16 of those. The
-detector makes at most 12 attempts per image (3 alignments read as spread spectrum and 3 as
-the lattice mode, at the found scale and once rescaled), so the false-positive rate is at
-most ``12 * (1.6e-7 + 9.7e-6) * 3/16 = 2.2e-5`` (``FALSE_POSITIVE_BOUND``).
+detector makes at most 24 attempts per image (3 alignments read as spread spectrum and 3 as
+the lattice mode, at the image's own scale and at up to 3 rescales), so the false-positive
+rate is at most ``24 * (1.6e-7 + 9.7e-6) * 3/16 = 4.5e-5`` (``FALSE_POSITIVE_BOUND``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ CODE_BYTES = DATA_BYTES + PARITY_BYTES
 CODED_BITS = 8 * CODE_BYTES  # 104
 # (bytes erased, most byte errors then accepted): 2 * errors + erasures <= PARITY_BYTES.
 POLICY = ((0, 4), (2, 3))
-ATTEMPTS_PER_IMAGE = 12  # mark.SEARCH_TOP alignments x 2 readings, at the found scale and once rescaled
+ATTEMPTS_PER_IMAGE = 24  # detector.SEARCH_TOP alignments x 2 readings, at the image's scale and up to detector.MAX_PERIODS rescales
 KINDS = {1: "model+time", 2: "text", 3: "number"}
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -31,6 +31,10 @@ class EmbedResult:
     margin: float  # spread and dips: the common margin spread spectrum reached (detector units; 0 = none); lattice: the tolerance, a quarter step
     given_up: int  # payload bytes left to the error correction (-1: not even the host could be cancelled)
     mode: str = "spread"  # or "lattice" (lattice.py), or "dips" (dips.py)
+    # The promised attacks (attacks.promised) the mark was rehearsed against and did not
+    # survive; None where the embedder did not rehearse (128 px and up, not near white or
+    # black, not mostly flat: the benchmark holds there).
+    fragile: list[str] | None = None
 
 
 def embed(rgb: np.ndarray, bits: np.ndarray, layout: Layout, *, psnr: float = 38.5, rehearse: bool | None = None) -> EmbedResult:
