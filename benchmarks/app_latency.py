@@ -15,12 +15,16 @@ at most 1.2.
 
     python benchmarks/app_latency.py --rounds 15
     python benchmarks/app_latency.py --model ddpm-digits --prompt "" --steps 20
+    python benchmarks/app_latency.py --quick       # smoke run: 2 rounds at 4 steps (tests run it)
+
+The app writes its PNGs (and Gradio its uploads) into a temporary folder, removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -124,7 +128,10 @@ def main() -> None:
     parser.add_argument("--prompt", default="a large green triangle in the center")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds at 4 steps")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.steps = 2, 4
     model = find_model(args.model, get_registry()).name
     fields = {"model": model, "steps": args.steps, "seed": 0} | ({"prompt": args.prompt} if args.prompt else {})
     out = Path(tempfile.mkdtemp(prefix="app-latency-"))
@@ -151,6 +158,7 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        shutil.rmtree(out, ignore_errors=True)
     print(f"model {model}, {args.steps} steps, one image; {args.rounds} rounds; torch threads as this shell sets them")
     print(f"app start to first answer: {startup:.1f} s; first request (cold: the model loads): {cold:.2f} s")
     print(f"{'way':8} {'median s':>9} {'/ python (median, 95% interval)':>34}")

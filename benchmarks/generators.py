@@ -13,7 +13,7 @@
    generator's own `generate` with the model's default guidance scale.
 
     python benchmarks/generators.py                    # full run, 2 threads, ~10 min on 2 cores
-    python benchmarks/generators.py --quick            # smoke run
+    python benchmarks/generators.py --quick            # smoke run (tests run it)
     python benchmarks/generators.py --threads 4 --json results.json
 
 The tables print as markdown, ready for docs/results.md.
@@ -247,12 +247,12 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--sample-repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: batch 16, 2 x 2 training steps, sampling at 4 steps once")
+                        help="smoke run: batch 8, 2 x 1 training steps, 2 images sampled at 2 steps once")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     if args.quick:
-        args.batch_size, args.warmup, args.steps, args.repeats = 16, 1, 2, 2
-        args.sample_steps, args.sample_repeats = 4, 1
+        args.batch_size, args.warmup, args.steps, args.repeats = 8, 1, 1, 2
+        args.n, args.sample_steps, args.sample_repeats = 2, 2, 1
 
     torch.set_num_threads(args.threads)
     env = environment()

@@ -17,7 +17,7 @@
    written alongside it).
 
     python benchmarks/safety_false_positives.py                   # ~10 min on 2 busy cores
-    python benchmarks/safety_false_positives.py --quick           # a smoke run
+    python benchmarks/safety_false_positives.py --quick           # a smoke run (tests run it)
     python benchmarks/safety_false_positives.py --json safety.json
 
 Tables print as markdown, for docs/postprocessors.md.
@@ -60,7 +60,7 @@ def use_nudenet(wanted: bool) -> str:
         import nudenet  # noqa: F401
     except ImportError:
         return "not available (nudenet is not installed)"
-    sys.path.insert(0, str(ROOT / "plugins" / "toolkit-nudenet"))
+    sys.path.insert(0, str(ROOT / "plugins" / "packages" / "toolkit-nudenet"))
     import toolkit_nudenet
 
     set_registry(*plugins_with_extra([("nudenet", toolkit_nudenet)]))

@@ -11,6 +11,7 @@ Each round runs all three in a rotating order; the figures are the medians of th
 ratios with a 95% distribution-free interval.
 
     python benchmarks/sketch_control.py --model ldm-shapes --repeats 25
+    python benchmarks/sketch_control.py --quick          # smoke run: 2 rounds at 4 steps (tests run it)
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def main() -> None:
     parser.add_argument("--model", default="ldm-shapes")
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds at 4 steps")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.steps = 2, 4
     torch.set_num_threads(2)
     registry = get_registry()
     model = load_generator(find_model(args.model, registry), registry)

@@ -7,9 +7,10 @@ distribution-free interval (the order statistics of a binomial(n, 1/2)).
 
     python benchmarks/startup.py --baseline-python /tmp/venv-before/bin/python --rounds 15
     python benchmarks/startup.py --rounds 15              # against `python -c "import torch"`
+    python benchmarks/startup.py --quick                  # smoke run: one round (tests run it)
 
 The baseline interpreter must have its own install of the toolkit (`pip install -e OLD_CHECKOUT`
-in a venv made with --system-site-packages).
+in a venv made with --system-site-packages). `generate` writes its PNG into a temporary folder.
 """
 
 from __future__ import annotations
@@ -49,8 +50,15 @@ def main() -> None:
     parser.add_argument("--baseline-python", help="interpreter with the baseline toolkit; default: `import torch` alone")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=list(COMMANDS))
+    parser.add_argument("--quick", action="store_true", help="smoke run: one round")
     args = parser.parse_args()
-    out = tempfile.mkdtemp(prefix="startup-")
+    if args.quick:
+        args.rounds = 1
+    with tempfile.TemporaryDirectory(prefix="startup-") as out:
+        table(args, out)
+
+
+def table(args: argparse.Namespace, out: str) -> None:
     print(f"{'command':10} {'ours s':>8} {'baseline s':>10} {'ratio (median, 95% interval)':>30}")
     for name in args.commands:
         ours = [sys.executable] + [a.format(out=out) for a in COMMANDS[name]]

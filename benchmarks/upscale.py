@@ -4,7 +4,8 @@ wheel's own ncnn build.
 1. Speed: seconds to upscale one real photo (scikit-image's coffee) 64 -> 256 and
    256 -> 1024 with upscale-lanczos, upscale-realesrgan animevideov3 and x4plus (scale 4,
    default options: 256-pixel tiles, so both sizes run as one tile), fp32 on the CPU.
-   The networks are loaded (and converted, the first time) before timing. Figures are the
+   The networks are converted from the wheel into a temporary $TOOLKIT_HOME (nothing is
+   written into the user's models), before and apart from the timing. Figures are the
    median over repeats, by wall time and by this process's CPU time (all its threads),
    which other programs on a shared machine disturb less.
 2. Agreement: mean and largest absolute difference, in 8-bit levels (1 = 1/255), between
@@ -14,7 +15,7 @@ wheel's own ncnn build.
    wheel's native module does not import (it needs libvulkan1, even on the CPU).
 
     python benchmarks/upscale.py                  # everything, 2 threads (~10 min on 2 busy cores)
-    python benchmarks/upscale.py --quick          # 64 -> 256 only, one repeat, 64-pixel photos
+    python benchmarks/upscale.py --quick          # 64 -> 256 only, one repeat, 64-pixel photos (tests run it)
     python benchmarks/upscale.py --threads 4 --json upscale.json
 
 The tables print as markdown, ready for docs/postprocessors.md.
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -126,6 +128,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     report = {"conditions": conditions(args.threads)}
 
+    home = tempfile.TemporaryDirectory(prefix="upscale-")  # removed when main returns
+    os.environ["TOOLKIT_HOME"] = home.name  # realesrgan.model_folder: where the conversions go
     for spec in realesrgan.MODELS.values():  # conversion is a one-off, not part of any timing
         realesrgan.load_network(spec)
     print("speed (scale 4, fp32, CPU):", flush=True)

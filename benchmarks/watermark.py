@@ -55,6 +55,7 @@ minutes on one core.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import os
 import sys
@@ -128,11 +129,11 @@ def attack(name: str, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 # -- images ------------------------------------------------------------------------------------
 
 
-def photos() -> dict[str, np.ndarray]:
+def photos(count: int = len(PHOTOS)) -> dict[str, np.ndarray]:
     import skimage.data
 
     out = {}
-    for name in PHOTOS:
+    for name in PHOTOS[:count]:
         a = getattr(skimage.data, name)()
         out[name] = np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
     return out
@@ -398,19 +399,24 @@ def main() -> None:
     parser.add_argument("--fp-only", action="store_true", help="only the false-positive rate (on --fp-images random crops)")
     parser.add_argument("--held-out", action="store_true", help="the attacks in HELD_OUT instead of the main ones")
     parser.add_argument("--limits", action="store_true", help="the attacks in LIMITS (what the mark is not made for)")
-    parser.add_argument("--quick", action="store_true", help="2 images per model, 2 crops, 64 and 256 only")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 models, 4 photos, 1 crop, 2 flat images, 64 and 256")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.per_model, args.crops, args.fp_images, args.flat = [64, 256], 1, 2, 20, 3
+        # A smoke run that a test can afford (tests/core/test_benchmarks.py): every code path, few images.
+        args.sizes, args.per_model, args.crops, args.fp_images, args.flat = [64, 256], 1, 1, 10, 2
+        args.models = args.models if args.models != list(MODELS) else ["gan-digits", "vae-shapes"]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     gen = generated(args.models, args.per_model, args.seed)
-    pics = photos()
+    pics = photos(4 if args.quick else len(PHOTOS))
     if args.fp_only:
         found, checked = false_positives([], pics, gen, args.fp_images, args.seed + 1)
         print(f"False positives (ours) on unmarked images: {found} of {checked}")
         return
+    if not args.no_imwatermark and importlib.util.find_spec("imwatermark") is None:
+        print("imwatermark is not installed (pip install -e \".[bench]\"): measuring ours alone", file=sys.stderr)
+        args.no_imwatermark = True
     methods = [Ours(args.psnr)] + ([] if args.no_imwatermark else [Imwatermark("dwtDct"), Imwatermark("dwtDctSvd")])
     attacks = HELD_OUT if args.held_out else LIMITS if args.limits else ATTACKS
     results, unmarked = robustness(args.sizes, gen, pics, args.crops, methods, attacks, args.seed, args.flat)

@@ -1,4 +1,5 @@
-"""Write the sample grids in docs/images/: one row per class (or prompt), one column per seed.
+"""Write the sample grids in docs/images/: one row per class (or prompt), labelled at its
+left, one column per seed.
 
     python docs/make_sample_grids.py                      # every shipped model
     python docs/make_sample_grids.py gan-digits --n 12    # one model
@@ -26,13 +27,26 @@ from toolkit.host.loading import get_registry
 DOCS_IMAGES = Path(__file__).parent / "images"
 
 
-def sample_grid(model: str, n: int, seed: int, zoom: int) -> Image.Image:
+def labelled_row(label: str, images: list[Image.Image], label_width: int) -> Image.Image:
+    """One grid row: ``label`` written at the left, then ``images`` side by side."""
+    samples = make_grid(images, columns=len(images))
+    row = Image.new("RGB", (label_width + samples.width, samples.height), "white")
+    ImageDraw.Draw(row).multiline_text((6, 6), textwrap.fill(label, max(8, label_width // 7)), fill="black", spacing=4)
+    row.paste(samples, (label_width, 0))
+    return row
+
+
+def sample_grid(model: str, n: int, seed: int, zoom: int, label_width: int = 90) -> Image.Image:
     info = next(m for m in list_models(get_registry()) if m.name == model)
+    dataset = info.config.get("dataset") or {}
+    count = info.config.get("num_classes", 0)
+    names = dataset.get("class_names") or [str(label) for label in range(count)]
     rows = []
-    for label in track(range(info.config.get("num_classes", 0)), description=f"{model}"):
-        rows += generate(model=model, class_label=label, n=n, seed=seed).images
-    rows = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST) for im in rows]
-    return make_grid(rows, columns=n)
+    for label in track(range(count), description=f"{model}"):
+        images = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
+                  for im in generate(model=model, class_label=label, n=n, seed=seed).images]
+        rows.append(labelled_row(f"{label}: {names[label]}" if names[label] != str(label) else str(label), images, label_width))
+    return make_grid(rows, columns=1)
 
 
 # Prompts in plain training wording, one and two objects, none of them a test-set caption on purpose.
@@ -52,11 +66,7 @@ def prompt_grid(model: str, n: int, seed: int, zoom: int, label_width: int = 360
     for prompt in track(PROMPTS, description=model):
         images = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
                   for im in generate(model=model, prompt=prompt, n=n, seed=seed).images]
-        samples = make_grid(images, columns=n)
-        row = Image.new("RGB", (label_width + samples.width, samples.height), "white")
-        ImageDraw.Draw(row).multiline_text((6, 6), textwrap.fill(prompt, 40), fill="black", spacing=4)
-        row.paste(samples, (label_width, 0))
-        rows.append(row)
+        rows.append(labelled_row(prompt, images, label_width))
     return make_grid(rows, columns=1)
 
 

@@ -10,7 +10,8 @@ The Python API::
 from toolkit.host.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "generate", "GenerationRequest", "__version__"]
+DISTRIBUTION = "toolkit-imagegen"  # the name pip installs it under; the import package is `toolkit`
+__all__ = ["hookimpl", "generate", "GenerationRequest", "__version__", "DISTRIBUTION"]
 
 
 def __getattr__(name: str):

@@ -46,7 +46,7 @@ def sketch_png(folder: Path) -> Path:
 def test_the_png_that_comes_back_is_the_cli_png_with_its_recipe(app, tmp_path, local_registry):
     files, info = client(app, tmp_path).predict(model="tinyd", prompt="two words", seed=11, steps=3, n=2,
                                                 api_name="/generate")
-    assert [Path(f).name for f in files] == ["tinyd-11-00.png", "tinyd-11-01.png"] and info["seed"] == 11
+    assert [Path(f).name for f in files] == ["tinyd-two-words-11-00.png", "tinyd-two-words-11-01.png"] and info["seed"] == 11
     for file, entry in zip(files, info["images"]):
         assert Path(file).read_bytes() == (app.out_dir / entry["file"]).read_bytes()  # not re-encoded
         assert str(tmp_path) in file  # downloaded here, not read from the server's folder

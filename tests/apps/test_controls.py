@@ -118,7 +118,7 @@ def test_generate_reports_progress_and_saves_what_the_cli_saves(plugins, tmp_pat
     recipe = read_recipe(outcome.paths[1])
     assert recipe["request"]["prompt"] == "a b" and recipe["seed"] == 7 and recipe["index"] == 1
     assert [caption for _, caption in outcome.gallery()] == ["seed 7 · #0", "seed 7 · #1"]
-    assert outcome.info()["images"] == [{"file": "tinyd-7-00.png", "index": 0}, {"file": "tinyd-7-01.png", "index": 1}]
+    assert outcome.info()["images"] == [{"file": "tinyd-a-b-7-00.png", "index": 0}, {"file": "tinyd-a-b-7-01.png", "index": 1}]
 
 
 def test_compare_runs_the_same_seed_on_a_second_sampler_or_model(plugins, tmp_path):

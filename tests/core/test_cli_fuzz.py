@@ -31,6 +31,9 @@ BIG = str(10**23)
 CASES: list[tuple[str, list[str], dict[str, str]]] = [
     ("toolkit", ["--bogus"], {}),
     ("toolkit", ["no-such-command"], {}),
+    ("toolkit", ["--threads", "0", "models"], {}),
+    ("toolkit", ["--threads", "two", "models"], {}),
+    ("models", [], {"TOOLKIT_THREADS": "-1"}),
     # generate
     ("generate", ["--model", "nonexistent"], {}),
     ("generate", ["--model", "{d}/sd"], {}),

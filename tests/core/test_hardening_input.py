@@ -149,8 +149,8 @@ def test_an_entry_point_cannot_take_a_builtins_plugin_name(home, monkeypatch):
     pm, registry = new_plugin_manager(), Registry()
     load_entry_points(pm, registry)
     build_registry(pm, registry)
-    assert registry.plugins["watermark"].package == "toolkit" and registry.postprocessors["watermark"].obj is not EvilWatermark
-    assert "is taken by package 'toolkit'" in registry.plugins["watermark (evil-pkg)"].error
+    assert registry.plugins["watermark"].package == "toolkit-imagegen" and registry.postprocessors["watermark"].obj is not EvilWatermark
+    assert "is taken by package 'toolkit-imagegen'" in registry.plugins["watermark (evil-pkg)"].error
 
 
 def test_a_plugin_cannot_replace_a_command(home):

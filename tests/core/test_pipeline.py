@@ -12,7 +12,7 @@ from toolkit import generate
 from toolkit.errors import InvalidRequestError, UnknownNameError, UnsupportedRequestError
 from toolkit.generation.images import open_image
 from toolkit.generation.pipeline import plan, replay, save
-from toolkit.generation.recipe import read_recipe
+from toolkit.generation.recipe import a1111_parameters, read_recipe
 from toolkit.generation.request import GenerationRequest
 
 
@@ -120,6 +120,35 @@ def test_png_recipe_round_trip_and_bit_identical_replay(tiny_model, tmp_path):
     assert {"torch", "diffusers", "toolkit", "python"} <= set(recipe["versions"])
     image, _ = replay(paths[1])
     assert np.array_equal(np.asarray(image), np.asarray(Image.open(paths[1]).convert("RGB")))
+
+
+def test_png_carries_the_parameters_text_other_tools_read(tiny_model, tmp_path):
+    result = generate(model="tinym", class_label=4, n=2, seed=11, post=[{"name": "invert"}])
+    path = save(result, tmp_path / "out")[1]
+    lines = Image.open(path).info["parameters"].split("\n")
+    assert lines[0] == ""  # a class model has no prompt: the web UI writes an empty first line then
+    pairs = dict(pair.split(": ", 1) for pair in lines[-1].split(", "))
+    recipe = read_recipe(path)
+    assert pairs["Seed"] == "11" and pairs["Batch pos"] == "1" and pairs["Class"] == "4" and pairs["Model"] == "tinym"
+    assert pairs["Size"] == "16x16" and pairs["Model hash"] == recipe["model"]["sha256"][:10]
+    assert pairs["Postprocessors"] == "invert"
+
+
+def test_parameters_text_quotes_what_would_split_it():
+    recipe = {"request": {"prompt": "a star, red", "negative_prompt": "blue", "steps": 20, "sampler": "dpmpp-2m",
+                          "guidance_scale": 4.0, "width": 64, "height": 64, "n": 1},
+              "seed": 3, "model": {"name": "m: one, two", "sha256": "ab" * 32}, "versions": {"toolkit": "0.1.0"}}
+    text = a1111_parameters(recipe)
+    assert text.split("\n")[:2] == ["a star, red", "Negative prompt: blue"]
+    assert 'Model: "m: one, two"' in text and "Sampler: DPM++ 2M" in text and "Batch pos" not in text
+
+
+def test_the_result_saves_as_the_cli_does(tiny_model, tmp_path):
+    result = generate(model="tinym", class_label=2, seed=5)
+    (path,) = result.save(tmp_path)
+    image, recipe = replay(path)
+    assert recipe["request"]["class_label"] == 2
+    assert np.array_equal(np.asarray(image), np.asarray(Image.open(path).convert("RGB")))
 
 
 def test_save_never_overwrites(tiny_model, tmp_path):

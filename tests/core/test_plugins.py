@@ -29,7 +29,7 @@ def test_builtins_are_found_through_entry_points():
         registry = get_registry()
         assert {"class", "sketch", "mask", "init_image"} <= set(registry.conditioners)
         assert {"shapes", "digits", "imagefolder"} <= set(registry.datasets)
-        assert registry.plugins["conditioners"].package == "toolkit"  # an entry point, not an import
+        assert registry.plugins["conditioners"].package == "toolkit-imagegen"  # an entry point, not an import
     finally:
         set_registry(None, None)
 

@@ -20,7 +20,8 @@ import yaml
 from toolkit_plugins.postprocessors.safety import Safety, SafetyOptions
 from toolkit_plugins.postprocessors.safety.actions import gaussian_blur, placeholder
 from toolkit_plugins.postprocessors.safety.encoder import SentenceEncoder
-from toolkit_plugins.postprocessors.safety.policy import compile_term, load_policy, prompt_pieces
+from toolkit_plugins.postprocessors.safety.policy import load_policy
+from toolkit_plugins.postprocessors.safety.terms import compile_term, prompt_pieces
 
 from toolkit import generate
 from toolkit.components import ImageTextScorer, PostContext, SafetyClassifier

@@ -49,12 +49,15 @@ from toolkit.host.registry import Registry
 @click.option("--split", default="test", show_default=True,
               help="With --sketches or --inpainting: the split to draw scenes from.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document, {\"path\": the report file, \"report\": the report}, instead of the "
+                   "table (which goes to stderr).")
 @click.pass_obj
 def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_file: str | None, dataset: str | None, size: int | None,
              options: tuple[str, ...], classifier: str | None, sampler: str | None, steps: int | None,
              guidance: float | None, truncation: float | None, prompts: str | None, images_per_prompt: int,
              sketches: int | None, sketch_styles: tuple[str, ...], inpainting: int | None, feather: int, split: str,
-             device: str) -> None:
+             device: str, as_json: bool) -> None:
     """Score a model on a fixed, seeded set of generated images; print the figures and write them as JSON.
 
     A small classifier trained on the model's dataset (found by the dataset, size and
@@ -68,6 +71,7 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
     Examples:
       toolkit eval --model ddpm-digits
       toolkit eval --model ddpm-digits --n-per-class 20 --steps 10 --out quick.json
+      toolkit eval --model ddpm-digits --json | jq .report.class_accuracy
       toolkit eval --model ./my-model --dataset digits --size 16
       toolkit eval-classifier train --dataset digits --size 16    (when no classifier fits)
       toolkit eval --model ldm-shapes --prompts shapes-paraphrases
@@ -87,10 +91,9 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
             report = evaluate_inpainting(model, inpainting, seed, split=split, feather=feather, sampler=sampler,
                                          steps=steps, guidance_scale=guidance, device=device, registry=obj.registry,
                                          progress=bar)
-        out.print(inpainting_eval_table(report))
         suffix = f"-feather{feather}" if feather else ""
         target = save_report(report, out_file or Path("eval") / f"{report['model']}-inpainting{suffix}.json")
-        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+        _show(inpainting_eval_table(report), report, target, as_json)
         return
 
     if sketches is not None or sketch_styles:
@@ -101,9 +104,8 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
                                        size=size, options=parse_options(options) if options else None, sampler=sampler,
                                        steps=steps, guidance_scale=guidance, device=device, registry=obj.registry,
                                        progress=bar)
-        out.print(sketch_eval_table(report))
         target = save_report(report, out_file or Path("eval") / f"{report['model']}-sketches.json")
-        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+        _show(sketch_eval_table(report), report, target, as_json)
         return
 
     if prompts or _takes_only_text(model, obj.registry):
@@ -113,10 +115,9 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
             report = evaluate_prompts(model, prompts, images_per_prompt=images_per_prompt, seed=seed,
                                       dataset=dataset, sampler=sampler, steps=steps, guidance_scale=guidance,
                                       device=device, registry=obj.registry, progress=bar)
-        out.print(prompt_eval_table(report))
         name = f"{report['model']}-{Path(report['prompts']).stem}"
         target = save_report(report, out_file or Path("eval") / f"{name}.json")
-        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+        _show(prompt_eval_table(report), report, target, as_json)
         return
 
     with progress_bar() as bar:
@@ -124,9 +125,19 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
                                 options=parse_options(options) if options else None, classifier=classifier,
                                 sampler=sampler, steps=steps, guidance_scale=guidance, truncation=truncation,
                                 device=device, registry=obj.registry, progress=bar)
-    out.print(eval_table(report))
     target = save_report(report, out_file or Path("eval") / f"{report['model']}.json")
-    out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+    _show(eval_table(report), report, target, as_json)
+
+
+def _show(table: Table, report: dict[str, Any], target: Path, as_json: bool) -> None:
+    """The table and the report's path on stdout; with --json, the table on stderr and one
+    JSON document on stdout."""
+    if as_json:
+        console.print(table)
+        out.print_json(json.dumps({"path": str(target), "report": report}))
+    else:
+        out.print(table)
+        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
 
 
 def _text_file_or_name(value: str | None) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import types
 import typing
 from pathlib import Path
@@ -50,8 +51,11 @@ def request_options(func: Any) -> Any:
               help="Make a toolkit PNG again from the recipe inside it (only --out and --device apply); "
                    "exits 1 if the image differs.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document (paths, seed, model, request, post-processors' records, timings) "
+                   "instead of the paths.")
 @click.pass_obj
-def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str, **fields: Any) -> None:
+def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str, as_json: bool, **fields: Any) -> None:
     """Generate images; each PNG carries its full recipe.
 
     \b
@@ -59,14 +63,18 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
       toolkit generate --prompt "a large green triangle in the center" --n 4
       toolkit generate --model ddpm-digits --class 7 --n 16 --sampler ddim --steps 20
       toolkit generate --model gan-digits --class 3 --post upscale-lanczos:scale=4
-      toolkit generate --replay out/ddpm-digits-42-00.png
+      toolkit generate --replay out/ddpm-digits-class-7-42-00.png
+      toolkit generate --class 3 --json | jq -r '.images[].path'
 
     \b
     Exit status: 0 done; 1 an error (one line says what to do; nothing half-written);
     2 a command line that cannot be read; 3 the images were written but a post-processor
-    could not do all it was asked (a watermark that does not read back: the line says which).
+    could not do all it was asked (a watermark that does not read back: the line says which;
+    with --json, after the JSON, whose "shortfalls" list it too).
     """
     from toolkit.generation import pipeline
+
+    started = time.perf_counter()
 
     if replay:
         given = [GenerationRequest.model_fields[name].json_schema_extra["flag"]  # type: ignore[index]
@@ -74,21 +82,49 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
         if given:
             raise InvalidRequestError(f"--replay makes exactly the image its recipe describes, so {', '.join(given)} "
                                       "cannot change it; leave them out (only --out and --device apply)")
-        _replay(Path(replay), Path(out_dir), device, obj)
+        _replay(Path(replay), Path(out_dir), device, obj, as_json)
         return
     fields["post"] = [PostSpec.parse(p) for p in fields.get("post") or ()]
     request = pipeline.parse_request({k: v for k, v in fields.items() if v is not None and v != []})
     plan = pipeline.plan(request, obj.registry)
+    planned = time.perf_counter()
     console.print(f"chain: {' -> '.join(plan.chain)}   seed: {plan.request.seed}", highlight=False, markup=False)
     with progress_bar() as bar:
         task = bar.add_task(f"generating {plan.request.n} image(s)", total=None)
         result = pipeline.run(plan, device=device, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    ran = time.perf_counter()
     for record in result.post_records:
         if record["record"]:
             console.print(f"{record['name']}: {json.dumps(record['record'])}", highlight=False, markup=False)
-    for path in pipeline.save(result, out_dir):
-        out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+    paths = pipeline.save(result, out_dir)
+    if as_json:
+        seconds = {"plan": planned - started, "generate": ran - planned, "save": time.perf_counter() - ran,
+                   "total": time.perf_counter() - started}
+        out.print_json(json.dumps(_generation_json(result, paths, fields, device, seconds)))
+    else:
+        for path in paths:
+            out.print(str(path), highlight=False, markup=False, soft_wrap=True)
     _exit_if_short(result.post_records)
+
+
+def _generation_json(result: Any, paths: list[Path], fields: dict[str, Any], device: str,
+                     seconds: dict[str, float]) -> dict[str, Any]:
+    """What `generate --json` prints. The request is the resolved one (seed, size, sampler,
+    steps filled in), with input images named by the files given, not embedded."""
+    import torch
+
+    from toolkit.generation.post import shortfalls
+
+    request = result.plan.request.model_dump(mode="json")
+    request.update({key: fields[key] for key in ("sketch", "mask", "init_image") if request.get(key)})
+    return {"model": result.plan.model.name, "seed": result.seed, "chain": result.plan.chain, "request": request,
+            "images": [{"path": str(path), "index": recipe["index"]} for path, recipe in zip(paths, result.recipes)],
+            "post": result.post_records, "shortfalls": shortfalls(result.post_records), "device": device,
+            "threads": torch.get_num_threads(), "seconds": _rounded(seconds)}
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 3) for name, value in seconds.items()}
 
 
 @cli.command("post")
@@ -97,8 +133,11 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
               help="Post-processor to run, in chain order (repeat the flag); see `toolkit plugins`.")
 @click.option("--out", "out_dir", type=OutputPath(folder=True), default="out", show_default=True,
               help="Folder for the results (sources are never touched, nothing is overwritten).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document (each file's source, path and post-processors' records, timings) "
+                   "instead of the paths.")
 @click.pass_obj
-def post_cmd(obj: CommandContext, images: tuple[str, ...], post: tuple[str, ...], out_dir: str) -> None:
+def post_cmd(obj: CommandContext, images: tuple[str, ...], post: tuple[str, ...], out_dir: str, as_json: bool) -> None:
     """Run post-processors on existing image files: upscale a photo, watermark or sign a
     PNG made earlier. A toolkit PNG keeps its recipe, with the new steps added.
 
@@ -111,21 +150,31 @@ def post_cmd(obj: CommandContext, images: tuple[str, ...], post: tuple[str, ...]
     Exit status: as `toolkit generate`'s; 3: every file was written, but a post-processor
     could not do all it was asked for one of them (a watermark that does not read back).
     """
-    from toolkit.generation.post import postprocess_file
+    from toolkit.generation.post import postprocess_file, shortfalls
 
+    started = time.perf_counter()
     specs = [PostSpec.parse(p) for p in post]
     short: list[dict[str, Any]] = []
+    done: list[dict[str, Any]] = []
     with progress_bar() as bar:
         for source in images:
             task = bar.add_task(f"post-processing {Path(source).name}", total=None)
+            began = time.perf_counter()
             path, records = postprocess_file(source, specs, out_dir, registry=obj.registry,
                                                       progress=lambda d, t, task=task: bar.update(task, completed=d, total=t))
             bar.update(task, visible=False)
             for record in records:
                 if record["record"]:
                     console.print(f"{record['name']}: {json.dumps(record['record'])}", highlight=False, markup=False)
-            out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+            if as_json:
+                done.append({"source": source, "path": str(path), "post": records, "shortfalls": shortfalls(records),
+                             "seconds": round(time.perf_counter() - began, 3)})
+            else:
+                out.print(str(path), highlight=False, markup=False, soft_wrap=True)
             short += records
+    if as_json:
+        out.print_json(json.dumps({"images": done, "shortfalls": shortfalls(short),
+                                   "seconds": _rounded({"total": time.perf_counter() - started})}))
     _exit_if_short(short)
 
 
@@ -143,7 +192,7 @@ def _exit_if_short(records: list[dict[str, Any]]) -> None:
         sys.exit(SHORTFALL_STATUS)
 
 
-def _replay(png: Path, out_dir: Path, device: str, obj: CommandContext) -> None:
+def _replay(png: Path, out_dir: Path, device: str, obj: CommandContext, as_json: bool) -> None:
     import numpy as np
 
     from toolkit.generation import pipeline
@@ -156,15 +205,25 @@ def _replay(png: Path, out_dir: Path, device: str, obj: CommandContext) -> None:
     target = save_new(image, out_dir, f"{png.stem}-replay", pnginfo=recipe_pnginfo(recipe))
     same = np.array_equal(np.asarray(open_image(png).convert("RGB")), np.asarray(image))
     console.print(f"identical to the original: {'yes' if same else 'NO'}")
-    out.print(str(target), highlight=False, markup=False, soft_wrap=True)
+    if as_json:
+        out.print_json(json.dumps({"source": str(png), "path": str(target), "identical": same,
+                                   "model": recipe["model"]["name"], "seed": recipe["seed"], "index": recipe["index"]}))
+    else:
+        out.print(str(target), highlight=False, markup=False, soft_wrap=True)
     if not same:
         raise RecipeError(f"the replay ({target}) differs from {png}: {_why_different(recipe)}")
 
 
 def _why_different(recipe: dict[str, Any]) -> str:
     """What differs from when the image was made, as far as the recipe recorded it."""
+    import torch
+
     from toolkit.generation.recipe import library_versions
 
+    threads = recipe.get("threads")
+    if threads and threads != torch.get_num_threads():
+        return (f"{threads} torch threads then, {torch.get_num_threads()} now, which can move a pixel by one level; "
+                f"replay with `toolkit --threads {threads} generate --replay ...`")
     now = library_versions()
     changed = [f"{name} {then} then, {now.get(name, 'not installed')} now"
                for name, then in sorted(recipe["versions"].items()) if now.get(name) != then]

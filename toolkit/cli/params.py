@@ -1,5 +1,6 @@
 """Option types every command shares, checked while the command line is read, before any
-work: where an output goes (``OutputPath``), which device runs it (``DEVICE``)."""
+work: where an output goes (``OutputPath``), which device runs it (``DEVICE``), on how
+many CPU threads (``THREADS``)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,20 @@ class DeviceType(click.ParamType):
 
 
 DEVICE = DeviceType()
+
+
+class ThreadsType(click.ParamType):
+    """A torch thread count: a whole number from 1 (``toolkit.generation.threads``)."""
+
+    name = "n"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from toolkit.generation.threads import parse_threads
+
+        try:
+            return parse_threads(value)
+        except ToolkitError as error:
+            self.fail(str(error), param, ctx)
+
+
+THREADS = ThreadsType()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import click
@@ -25,8 +27,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from toolkit import DISTRIBUTION
+from toolkit.cli.params import THREADS
 from toolkit.errors import InvalidRequestError, PluginError, ToolkitError
 from toolkit.generation.request import PostSpec
+from toolkit.generation.threads import ENV as THREADS_ENV
+from toolkit.generation.threads import choose as choose_threads
 from toolkit.host.registry import Registry
 
 _python_showwarning = warnings.showwarning
@@ -59,16 +65,67 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
 
 
+PROGRESS_EVERY = 5.0  # seconds between plain progress lines where stderr is not a terminal
+
+
 def progress_bar(transient: bool = False) -> Progress:
+    """Progress on stderr: a live bar on a terminal (or with TOOLKIT_PROGRESS=1); in a pipe or
+    a log file one plain line every ``PROGRESS_EVERY`` seconds (``LineProgress``), so long
+    work is never silent; nothing with TOOLKIT_PROGRESS=0."""
+    setting = os.environ.get("TOOLKIT_PROGRESS", "").strip()
+    if setting != "1" and not console.is_terminal:
+        return LineProgress(console=console, disable=True, quiet=setting == "0")
     return Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=transient,
-        disable=not console.is_terminal and not _force_progress(),
+        disable=setting == "0",
     )
 
 
-def _force_progress() -> bool:
-    return os.environ.get("TOOLKIT_PROGRESS") == "1"
+class LineProgress(Progress):
+    """Progress for pipes and logs, where a live bar cannot redraw: while it runs, one line
+    per unfinished task every ``PROGRESS_EVERY`` seconds, and a last one for each task it
+    reported, e.g. "generating 40 images with MODEL: 12/40 (30%), 3.10 it/s, 0:00:04
+    elapsed, eta 0:00:09". Work shorter than ``PROGRESS_EVERY`` prints nothing."""
+
+    def __init__(self, *args: Any, quiet: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.quiet = quiet
+        self._stopped = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._reported: set[int] = set()
+
+    def start(self) -> None:
+        if not self.quiet and self._ticker is None:
+            self._stopped.clear()
+            self._ticker = threading.Thread(target=self._tick, name="toolkit-progress", daemon=True)
+            self._ticker.start()
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._stopped.set()
+            self._ticker.join()
+            self._ticker = None
+            for task in self.tasks:
+                if task.id in self._reported and task.finished:
+                    self._print(task)
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(PROGRESS_EVERY):
+            for task in self.tasks:
+                if task.visible and not task.finished:
+                    self._reported.add(task.id)
+                    self._print(task)
+
+    def _print(self, task: Task) -> None:
+        parts = [f"{task.completed:g} done" if task.total is None else
+                 f"{task.completed:g}/{task.total:g} ({task.percentage:.0f}%)"]
+        if task.speed:
+            parts.append(f"{task.speed:.2f} it/s")
+        parts.append(f"{timedelta(seconds=int(task.elapsed or 0))} elapsed")
+        if task.time_remaining is not None and not task.finished:
+            parts.append(f"eta {timedelta(seconds=int(task.time_remaining))}")
+        self.console.print(f"{task.description}: {', '.join(parts)}", highlight=False, markup=False, soft_wrap=True)
 
 
 def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
@@ -130,10 +187,13 @@ def _origin(command: click.Command) -> tuple[str, str]:
 
 
 @click.group(cls=ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
-@click.version_option(package_name="toolkit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors, and the thread count.")
+@click.option("--threads", type=THREADS, default=None,
+              help=f"CPU threads for torch [env: {THREADS_ENV}; default: the CPUs this process may use "
+                   "(affinity, cgroup quota), less those other processes keep busy].")
+@click.version_option(package_name=DISTRIBUTION)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     """toolkit: generate images with GANs, VAEs, DDPMs and latent diffusion, conditioned on
     text, class labels, sketches and masks, extended by plugins.
 
@@ -149,6 +209,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
     if not isinstance(ctx.obj, CommandContext):
         ctx.obj = CommandContext(debug)
     warnings.showwarning = show_warning
+    choice = choose_threads(threads)  # before any command's torch work
+    if debug:
+        console.print(f"threads: {choice.describe()}", highlight=False, markup=False, soft_wrap=True)
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -28,8 +28,13 @@ def train(obj: CommandContext, config: str, overrides: tuple[str, ...], resume: 
       toolkit train configs/ddpm-digits.yaml
       toolkit train configs/ddpm-digits.yaml train.steps=200 output.dir=runs/try
       toolkit train configs/ddpm-digits.yaml --resume latest
-      accelerate launch --num_processes 2 -m toolkit train configs/ddpm-digits.yaml
+      accelerate launch --multi_gpu --num_processes 2 -m toolkit train configs/ddpm-digits.yaml
       torchrun --nproc_per_node 2 -m toolkit train configs/ddpm-digits.yaml
+
+    \b
+    Both start two processes, on a CPU too (accelerate's --multi_gpu means "several
+    processes": without it `--num_processes 2` starts one); the run ends by printing
+    that its processes hold identical weights.
     """
     from toolkit.generation.store import user_models_dir
     from toolkit.train.config import load_train_config

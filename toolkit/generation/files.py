@@ -4,12 +4,15 @@ finished one (or an earlier output) was: every file the toolkit writes goes thro
 A file is written under a temporary name in its folder, then given its name in one step:
 ``os.replace`` where it may replace a file, a hard link where it must not (the link fails
 if the name is taken, even by another process a moment earlier, so two runs writing into
-one folder never overwrite each other's files)."""
+one folder never overwrite each other's files). Also what a generated image's file name
+says it shows (``file_subject``)."""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,3 +108,28 @@ def write_new(folder: str | Path, stem: str, suffix: str, write: Callable[[IO[by
                 continue
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+SUBJECT_CHARS = 48  # a file name says what is in it, not the whole prompt
+
+
+def file_subject(request: Any, model_config: dict[str, Any]) -> str:
+    """What a file name says the image shows (``request``: a GenerationRequest): the prompt as a slug (its first
+    ``SUBJECT_CHARS`` characters, whole words), or the class (by the name the model's
+    dataset gave it), or nothing."""
+    if request.prompt:
+        words = re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", request.prompt).encode("ascii", "ignore").decode().lower())
+        slug = ""
+        for word in words:
+            if len(slug) + len(word) + 1 > SUBJECT_CHARS:
+                break
+            slug = f"{slug}-{word}" if slug else word
+        return (slug or words[0][:SUBJECT_CHARS]) if words else ""
+    if request.class_label is not None:
+        names = (model_config.get("dataset") or {}).get("class_names") or []
+        name = names[request.class_label] if request.class_label < len(names) else str(request.class_label)
+        return f"class-{re.sub(r'[^a-z0-9]+', '-', str(name).lower()).strip('-') or request.class_label}"
+    return ""

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from toolkit.components import Conditioning, GenerateArgs, Generator, PostContext
 from toolkit.errors import InvalidRequestError, ModelError, RecipeError, ToolkitError, UnsupportedRequestError
 from toolkit.generation.device import check_device
+from toolkit.generation.files import file_subject
 from toolkit.generation.images import open_image, tensor_to_pil, to_data_url
 from toolkit.generation.post import PostStep, plan_post, postprocess_image, run_post, write_output
 from toolkit.generation.recipe import RECIPE_FORMAT, library_versions, read_recipe
@@ -38,6 +39,7 @@ from toolkit.generation.store import (
     list_models,
     load_model,
 )
+from toolkit.generation.threads import choose_once
 from toolkit.host.loading import blame, get_registry
 from toolkit.host.registry import Registry
 
@@ -72,6 +74,13 @@ class GenerationResult:
     def seed(self) -> int:
         assert self.plan.request.seed is not None
         return self.plan.request.seed
+
+    def save(self, out_dir: str | Path, *, prefix: str | None = None) -> list[Path]:
+        """Write the images as `toolkit generate` does: PNGs carrying their recipe (so
+        `toolkit generate --replay` makes them again) and the post-processors' file-level
+        work (a signature), never over an existing file. ``images[i].save(...)`` keeps only
+        the pixels."""
+        return save(self, out_dir, prefix=prefix)
 
 
 # -- planning: cheap checks, no weights ----------------------------------------------------
@@ -217,6 +226,7 @@ def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) ->
     request = plan.request
     assert request.seed is not None and request.height is not None and request.width is not None
     check_device(device)
+    choose_once()  # the Python API's first generation; the CLI chose as it started
     plugin = plan.registry.generators[plan.generator_cls.name].plugin
     with blame(plugin, f"loading model '{plan.model.name}'"):
         model = load_model(plan.model, plan.registry, device)
@@ -265,6 +275,7 @@ def _recipe_base(plan: Plan, sha: str, post_records: list[dict[str, Any]]) -> di
         "postprocessors": post_records,
         "chain": plan.chain,
         "versions": library_versions(),
+        "threads": torch.get_num_threads(),  # another count can move a pixel by one level
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -279,10 +290,13 @@ def generate(request: GenerationRequest | dict[str, Any] | None = None, *, devic
 
 
 def save(result: GenerationResult, out_dir: str | Path, *, prefix: str | None = None) -> list[Path]:
-    """Write each image as a PNG with its recipe. Existing files are never overwritten."""
+    """Write each image as a PNG with its recipe, named MODEL-SUBJECT-SEED-INDEX.png
+    (``file_subject``; ``prefix`` replaces all but the index). Existing files are never
+    overwritten."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = prefix or f"{result.plan.model.name}-{result.seed}"
+    subject = file_subject(result.plan.request, result.plan.model.config)
+    stem = prefix or "-".join(part for part in (result.plan.model.name, subject, str(result.seed)) if part)
     paths = []
     for image, recipe in zip(result.images, result.recipes):
         ctx = PostContext(result.plan.request, result.seed, result.plan.model.name, recipe["model"]["sha256"],

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from PIL import PngImagePlugin
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
+from toolkit import DISTRIBUTION
 from toolkit.errors import ImageInputError, NoRecipeError, RecipeError
 from toolkit.generation.images import open_image
 from toolkit.generation.request import MAX_SEED, GenerationRequest, PostSpec
@@ -31,18 +32,58 @@ def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for package in ("toolkit", "torch", "diffusers", "numpy", "pillow"):
         try:
-            versions[package] = version(package)
+            versions[package] = version(DISTRIBUTION if package == "toolkit" else package)
         except PackageNotFoundError:
             versions[package] = "not installed"
     return versions
 
 
 def recipe_pnginfo(recipe: dict[str, Any]) -> PngImagePlugin.PngInfo:
-    """The PNG chunks that carry ``recipe``: pass as ``pnginfo=`` to ``Image.save``."""
+    """The PNG chunks that carry ``recipe``: pass as ``pnginfo=`` to ``Image.save``. Beside
+    the recipe, the ``parameters`` summary other tools read (``a1111_parameters``)."""
     info = PngImagePlugin.PngInfo()
     info.add_itxt(RECIPE_KEY, json.dumps(recipe, sort_keys=True), zip=True)
     info.add_text("Software", f"toolkit {recipe.get('versions', {}).get('toolkit', '')}".strip())
+    info.add_text(PARAMETERS_KEY, a1111_parameters(recipe))  # tEXt as the web UI writes it (iTXt past Latin-1)
     return info
+
+
+PARAMETERS_KEY = "parameters"  # the chunk AUTOMATIC1111's web UI writes
+# Our samplers under the names that web UI gives the same method.
+A1111_SAMPLERS = {"ddim": "DDIM", "ddpm": "DDPM", "dpmpp-2m": "DPM++ 2M", "euler": "Euler", "unipc": "UniPC"}
+
+
+def a1111_parameters(recipe: dict[str, Any]) -> str:
+    """The recipe as the ``parameters`` text AUTOMATIC1111's web UI writes, which Civitai,
+    ComfyUI, InvokeAI and exiftool show: the prompt, a ``Negative prompt:`` line, then one
+    line of ``Key: value`` pairs. A summary for those tools; the recipe beside it is what
+    `toolkit generate --replay` reads."""
+    request, model = recipe.get("request", {}), recipe.get("model", {})
+    pairs = {
+        "Steps": request.get("steps"),
+        "Sampler": A1111_SAMPLERS.get(request.get("sampler"), request.get("sampler")),
+        "CFG scale": request.get("guidance_scale"),
+        "Seed": recipe.get("seed"),
+        "Batch pos": recipe.get("index") if request.get("n", 1) > 1 else None,
+        "Size": f"{request['width']}x{request['height']}" if request.get("width") and request.get("height") else None,
+        "Model hash": model.get("sha256", "")[:10] or None,  # the web UI's short hash: the weights' SHA-256, 10 hex characters
+        "Model": model.get("name"),
+        "Class": request.get("class_label"),
+        "Truncation": request.get("truncation"),
+        "Sketch scale": request.get("sketch_scale") if request.get("sketch") else None,
+        "Postprocessors": ", ".join(r["name"] for r in recipe.get("postprocessors", [])) or None,
+        "Version": f"toolkit {recipe.get('versions', {}).get('toolkit', '')}".strip(),
+    }
+    lines = [request.get("prompt") or ""]
+    if request.get("negative_prompt"):
+        lines.append(f"Negative prompt: {request['negative_prompt']}")
+
+    def quote(value: Any) -> str:
+        # Commas and colons separate the pairs: a value holding one is quoted, as the web UI does.
+        return json.dumps(value) if any(c in str(value) for c in ",:\n") else str(value)
+
+    lines.append(", ".join(f"{k}: {quote(v)}" for k, v in pairs.items() if v is not None))
+    return "\n".join(lines)
 
 
 class RecipeModel(BaseModel):
@@ -83,6 +124,7 @@ class Recipe(BaseModel):
     postprocessors: list[PostRecord] = Field(default_factory=list)
     chain: list[str] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
+    threads: StrictInt | None = Field(None, ge=1)  # torch's CPU threads; older recipes lack it
     created: str | None = None
     post_runs: list[list[PostSpec]] = Field(default_factory=list)
 

@@ -32,12 +32,13 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
+from toolkit import DISTRIBUTION
 from toolkit.errors import PluginError, ToolkitError, ToolkitWarning
 from toolkit.host import hookspecs
 from toolkit.host.registry import KINDS, PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "toolkit"
-BUILTIN_DISTRIBUTION = "toolkit"  # the built-ins are this distribution's own entry points
+BUILTIN_DISTRIBUTION = DISTRIBUTION  # the built-ins are this distribution's own entry points
 _REGISTER_HOOKS = {f"register_{kind}": kind for kind in KINDS}
 
 _lock = threading.Lock()

@@ -12,7 +12,7 @@ Single process (CPU or one GPU)::
 
 Data-parallel, same command under a launcher::
 
-    accelerate launch --num_processes 4 -m toolkit train configs/ddpm-digits.yaml
+    accelerate launch --multi_gpu --num_processes 4 -m toolkit train configs/ddpm-digits.yaml
     torchrun --nproc_per_node 4 -m toolkit train configs/ddpm-digits.yaml
 """
 

@@ -6,6 +6,8 @@ A built-in on the `register_commands` hook, exactly as a third-party plugin woul
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import click
@@ -30,10 +32,12 @@ def register_commands(cli):
     @click.option("--zoom", type=click.IntRange(1, 16), default=4, show_default=True, help="Enlarge pixels this many times.")
     @click.option("--out", "out_file", type=OutputPath(folder=False), default="interpolation.png", show_default=True)
     @click.option("--overwrite", is_flag=True, help="Replace the --out file if it exists.")
+    @click.option("--json", "as_json", is_flag=True,
+                  help="Print one JSON document (path, model, class, seeds or images, frames, timings) instead of the path.")
     @click.pass_obj
     def interpolate(obj, model: str, class_label: int | None, from_seed: int, to_seed: int, from_image: str | None,
                     to_image: str | None, frames: int, truncation: float | None, zoom: int, out_file: str,
-                    overwrite: bool) -> None:
+                    overwrite: bool, as_json: bool) -> None:
         """Frames along the latent path between two seeds or two images.
 
         \b
@@ -49,6 +53,7 @@ def register_commands(cli):
         from toolkit.generation.images import make_grid, open_image, save_output, tensor_to_pil
         from toolkit.generation.store import find_model, load_generator
 
+        started = time.perf_counter()
         refuse_existing(out_file, overwrite=overwrite)
         registry = obj.registry  # the CLI's CommandContext: the installed plugins
         info = find_model(model, registry)
@@ -66,4 +71,13 @@ def register_commands(cli):
         with torch.no_grad():
             images = generator.interpolate(ends[0], ends[1], frames, None if label is None else label.repeat(frames))
         strip = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST) for im in tensor_to_pil(images)]
-        click.echo(str(save_output(make_grid(strip, columns=frames), Path(out_file), overwrite=overwrite)))
+        path = save_output(make_grid(strip, columns=frames), Path(out_file), overwrite=overwrite)
+        if not as_json:
+            click.echo(str(path))
+            return
+        click.echo(json.dumps({  # the class drawn when none was given; a seed is unused at an image's end
+            "path": str(path), "model": info.name, "class_label": class_label, "frames": frames,
+            "from": {"seed": None if from_image else from_seed, "image": from_image},
+            "to": {"seed": None if to_image else to_seed, "image": to_image},
+            "truncation": truncation, "zoom": zoom, "seconds": {"total": round(time.perf_counter() - started, 3)},
+        }, indent=2))

@@ -20,9 +20,11 @@ image after, against a policy, and blocks, blurs or flags what matches.
   ``not checked`` and the summary says which classifiers were skipped and how to install
   a missing one. ``toolkit verify`` reads the record back (``inspect``).
 
-policy.py reads and checks policies (default.yaml is the shipped one), encoder.py is the
-MiniLM sentence encoder behind the semantic prompt match, classifiers.py the built-in
-classifiers and actions.py the placeholder and the blur.
+policy.py reads and checks policies (default.yaml is the shipped one) and matches prompts,
+with normalise.py (the reading of leetspeak, lookalike letters and other languages, word
+lists in lexicon.yaml), terms.py (terms as patterns, prompts cut into pieces) and encoder.py
+(the MiniLM sentence encoder behind the semantic match); classifiers.py holds the built-in
+image classifiers and actions.py the placeholder and the blur.
 """
 
 from __future__ import annotations
