@@ -26,7 +26,7 @@ SEPIA = ROOT / "plugins" / "packages" / "toolkit-example-sepia"
 sys.path.insert(0, str(FIXTURES / "toolkit-tiny"))  # in-process tests import toolkit_tiny directly
 
 import toolkit_tiny  # noqa: E402
-from helpers import TINY_AUTOENCODER, TINY_CLIP, TINY_DENOISER, pip_install_target, train  # noqa: E402
+from helpers import TINY_AUTOENCODER, TINY_CLIP, TINY_DENOISER, invoke, pip_install_target, train  # noqa: E402
 
 
 from toolkit.host.loading import plugins_with_extra, set_registry  # noqa: E402
@@ -46,6 +46,19 @@ def registry(home: Path):
     set_registry(pm, reg)
     yield reg
     set_registry(None, None)
+
+
+@pytest.fixture
+def keys(registry, home: Path) -> Path:
+    """`toolkit keys create` run into $TOOLKIT_HOME/keys (signing and watermark keys); returns that folder."""
+    from toolkit_plugins.postprocessors import c2pa
+
+    from toolkit.cli import cli
+
+    c2pa.register_commands(cli)  # what `toolkit` does at start-up for every plugin's commands
+    result = invoke("keys", "create")
+    assert result.exit_code == 0, result.output
+    return home / "keys"
 
 
 @pytest.fixture

@@ -11,24 +11,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
-from toolkit_plugins.postprocessors import c2pa as credentials
 from toolkit_plugins.postprocessors.c2pa import C2pa
 
-from toolkit.cli import cli
 from toolkit.generation.recipe import RECIPE_KEY
 from toolkit.generation.verify import EXIT_STATUS, STRIPPED, exit_status
 from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 
 needs_c2pa = pytest.mark.skipif(C2pa.unavailable() is not None, reason=f"c2pa-python unavailable: {C2pa.unavailable()}")
-
-
-@pytest.fixture
-def keys(registry, home: Path) -> Path:
-    """`toolkit keys create` run into $TOOLKIT_HOME/keys; returns that folder."""
-    credentials.register_commands(cli)  # what `toolkit` does at start-up for every plugin's commands
-    result = invoke("keys", "create")
-    assert result.exit_code == 0, result.output
-    return home / "keys"
 
 
 def made(out: Path, *post: str, model: str = "gan-shapes") -> Path:

@@ -20,7 +20,6 @@ from PIL import Image, PngImagePlugin
 from toolkit_plugins.postprocessors import c2pa as credentials
 from toolkit_plugins.postprocessors.c2pa import TRAINED, C2pa
 
-from toolkit.cli import cli
 from toolkit.components import PostContext
 from toolkit.generation.recipe import RECIPE_KEY
 from toolkit.generation.request import GenerationRequest
@@ -30,15 +29,6 @@ from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 SEPIA_PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "packages" / "toolkit-example-sepia"
 
 pytestmark = pytest.mark.skipif(C2pa.unavailable() is not None, reason=f"c2pa-python unavailable: {C2pa.unavailable()}")
-
-
-@pytest.fixture
-def keys(registry, home: Path) -> Path:
-    """`toolkit keys create` run into $TOOLKIT_HOME/keys; returns that folder."""
-    credentials.register_commands(cli)  # what `toolkit` does at start-up for every plugin's commands
-    result = invoke("keys", "create")
-    assert result.exit_code == 0, result.output
-    return home / "keys"
 
 
 def generate(out: Path, *post: str):

@@ -147,16 +147,22 @@ class Recipe(BaseModel):
         return self
 
 
+def _png_text(path: str | Path, key: str) -> str | None:
+    """The text chunk ``key`` of the image at ``path`` (None when it has none); an image that
+    cannot be read is a ``RecipeError``."""
+    try:
+        image = open_image(path, what="image")
+    except ImageInputError as error:
+        raise RecipeError(str(error)) from None
+    return (image.text if hasattr(image, "text") else image.info).get(key)
+
+
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """The recipe embedded in a PNG written by toolkit, checked against ``Recipe``.
 
     Raises ``NoRecipeError`` for an image without one, ``RecipeError`` for one that is not
     valid (altered, or written by another toolkit version), each in one line."""
-    try:
-        image = open_image(path, what="image")
-    except ImageInputError as error:
-        raise RecipeError(str(error)) from None
-    text = (image.text if hasattr(image, "text") else image.info).get(RECIPE_KEY)
+    text = _png_text(path, RECIPE_KEY)
     if text is None:
         raise NoRecipeError(f"{path} carries no toolkit recipe (was it made by toolkit, and saved as PNG without "
                             "stripping metadata?)")
@@ -208,11 +214,7 @@ def post_log_pnginfo(log: dict[str, Any]) -> PngImagePlugin.PngInfo:
 def read_post_log(path: str | Path) -> dict[str, Any]:
     """The ``PostLog`` `toolkit post` wrote into ``path``, checked. Raises ``NoRecipeError``
     when there is none, ``RecipeError`` when it is not valid (the file was altered)."""
-    try:
-        image = open_image(path, what="image")
-    except ImageInputError as error:
-        raise RecipeError(str(error)) from None
-    text = (image.text if hasattr(image, "text") else image.info).get(POST_KEY)
+    text = _png_text(path, POST_KEY)
     if text is None:
         raise NoRecipeError(f"{path} carries no record of `toolkit post`")
     try:
