@@ -5,6 +5,7 @@ have a conftest.py and ``import conftest`` would find whichever was loaded last.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,12 @@ def shapes_like(size: int, seed: int = 0) -> np.ndarray:
     blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < 12
     small[blob] = rng.integers(20, 200, 3)
     return np.asarray(Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC))
+
+
+def chunks(data: bytes):
+    """(type, body) of each chunk of the PNG file ``data``."""
+    i = 8
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i:i + 4])
+        yield data[i + 4:i + 8], data[i + 8:i + 8 + length]
+        i += 12 + length

@@ -15,7 +15,7 @@ from toolkit_plugins.postprocessors.c2pa import C2pa
 
 from toolkit.generation.recipe import RECIPE_KEY
 from toolkit.generation.verify import EXIT_STATUS, STRIPPED, exit_status
-from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
+from helpers import chunks, invoke  # noqa: E402  (tests/ is on sys.path)
 
 needs_c2pa = pytest.mark.skipif(C2pa.unavailable() is not None, reason=f"c2pa-python unavailable: {C2pa.unavailable()}")
 
@@ -32,15 +32,6 @@ def verify(path: Path, status: int) -> dict:
     result = invoke("verify", "--json", str(path))
     assert result.exit_code == status, result.output
     return json.loads(result.stdout)[0]
-
-
-def chunks(data: bytes):
-    """(type, body) of each PNG chunk."""
-    i = 8
-    while i < len(data):
-        (length,) = struct.unpack(">I", data[i:i + 4])
-        yield data[i + 4:i + 8], data[i + 8:i + 8 + length]
-        i += 12 + length
 
 
 def rewrite(source: Path, target: Path, edit) -> None:

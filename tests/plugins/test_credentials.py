@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import stat
-import struct
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from toolkit.components import PostContext
 from toolkit.generation.recipe import RECIPE_KEY
 from toolkit.generation.request import GenerationRequest
 from toolkit.host.registry import Entry
-from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
+from helpers import chunks, invoke  # noqa: E402  (tests/ is on sys.path)
 
 SEPIA_PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "packages" / "toolkit-example-sepia"
 
@@ -41,15 +40,6 @@ def verify(path: Path, *args: str, status: int = 0) -> dict:
     result = invoke("verify", "--json", *args, str(path))
     assert result.exit_code == status, result.output
     return json.loads(result.stdout)[0]["found"]
-
-
-def chunks(data: bytes):
-    """(type, body) of each PNG chunk."""
-    i = 8
-    while i < len(data):
-        (length,) = struct.unpack(">I", data[i:i + 4])
-        yield data[i + 4:i + 8], data[i + 8:i + 8 + length]
-        i += 12 + length
 
 
 def resave(source: Path, target: Path, paint: tuple[int, int, int, int] | None = None) -> None:
