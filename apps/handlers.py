@@ -68,7 +68,9 @@ def steps_shown(progress: Progress) -> Callable[[int, int], None]:
         now = perf_counter()
         if done == total or now - shown[0] >= PROGRESS_INTERVAL:
             shown[0] = now
-            progress((done, total), desc="generating", unit="steps")
+            # The step count in the bar's own label: the page hides Gradio's line above the bar
+            # (steps and a running clock) while a bar shows (toolkit_apps.layout.CSS).
+            progress((done, total), desc=f"step {done} of {total}", unit="steps")
 
     return step
 

@@ -21,8 +21,15 @@ from toolkit_apps.handlers import Actions, readable
 TITLE = "toolkit"
 # System fonts: a theme's web fonts would be fetched from the internet on every page load.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-# On a phone every pixel of width goes to the form.
-CSS = "@media (max-width: 640px) { .gradio-container { padding: 4px !important; } }"
+# On a phone every pixel of width goes to the form. While an image generates, the progress
+# overlay is drawn only when it changes: without Gradio's pulsing border, eased bars and the
+# running clock above the bar (the clock redraws the overlay every frame; the bar's label
+# says the step), whose redraws take the cores that sample the image on a small server.
+# docs/app.md, "Latency", has the figures. While a request waits in the queue, the line
+# above shows its place as Gradio draws it: it is hidden only when a bar follows it.
+CSS = """@media (max-width: 640px) { .gradio-container { padding: 4px !important; } }
+[data-testid="status-tracker"], [data-testid="status-tracker"] * { animation: none !important; transition: none !important; }
+[data-testid="status-tracker"] .progress-text:has(+ .progress-level) { display: none !important; }"""
 
 
 def build_app(registry: Registry, pm: pluggy.PluginManager, out_dir: Path, device: str = "cpu") -> gr.Blocks:

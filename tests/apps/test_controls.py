@@ -114,7 +114,7 @@ def test_generate_reports_progress_and_saves_what_the_cli_saves(plugins, tmp_pat
     outcome = actions.generate({"model": "tinyd", "prompt": "a b", "seed": 7, "steps": 3, "n": 2},
                                lambda *args, **kwargs: calls.append((args, kwargs)))
     assert calls[0] == ((0,), {"desc": "loading model tinyd"})
-    assert calls[1] == (((1, 1),), {"desc": "generating", "unit": "steps"})  # what the tiny generator reports
+    assert calls[1] == (((1, 1),), {"desc": "step 1 of 1", "unit": "steps"})  # what the tiny generator reports
     recipe = read_recipe(outcome.paths[1])
     assert recipe["request"]["prompt"] == "a b" and recipe["seed"] == 7 and recipe["index"] == 1
     assert [caption for _, caption in outcome.gallery()] == ["seed 7 · #0", "seed 7 · #1"]
