@@ -26,6 +26,7 @@ import time
 COMMANDS = {
     "help": ["-m", "toolkit", "--help"],
     "models": ["-m", "toolkit", "models"],
+    "plugins": ["-m", "toolkit", "plugins"],
     "generate": ["-m", "toolkit", "generate", "--prompt", "a small red circle in the top left", "--seed", "0", "--out", "{out}"],
 }
 

@@ -4,10 +4,12 @@ have a conftest.py and ``import conftest`` would find whichever was loaded last.
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,64 @@ def chunks(data: bytes):
         (length,) = struct.unpack(">I", data[i:i + 4])
         yield data[i + 4:i + 8], data[i + 8:i + 8 + length]
         i += 12 + length
+
+
+# -- tiny Stable Diffusion folders (no weights can be downloaded here) ----------------------
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def tiny_tokenizer(folder: Path):
+    """A CLIP tokenizer over single letters (BPE with no merges): enough to tell prompts apart."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in LETTERS:
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16), len(vocab)
+
+
+def text_config(vocab: int, hidden: int, projection: int | None = None):
+    from transformers import CLIPTextConfig
+
+    extra = {"projection_dim": projection} if projection else {}
+    return CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                          max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, **extra)
+
+
+def tiny_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, sample_size=16)
+
+
+def tiny_unet(cross: int, **extra):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=cross,
+                                attention_head_dim=4, norm_num_groups=8, **extra)
+
+
+def save_tiny_sd(folder: Path) -> Path:
+    """A tiny random Stable Diffusion 1.x pipeline (16x16 images), saved by diffusers' own
+    ``save_pretrained`` into ``folder``, as a user's SD folder would be."""
+    import torch
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as scratch:  # the pipeline saves its own copy of the tokenizer
+        tokenizer, vocab = tiny_tokenizer(Path(scratch))
+    pipe = StableDiffusionPipeline(
+        vae=tiny_vae(), text_encoder=CLIPTextModel(text_config(vocab, 32)), tokenizer=tokenizer, unet=tiny_unet(32),
+        scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

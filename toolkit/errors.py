@@ -57,6 +57,12 @@ class ConfigError(ToolkitError):
     """A configuration file or override is invalid (unknown key, bad value)."""
 
 
+class UserConfigError(ConfigError):
+    """$TOOLKIT_HOME/config.toml cannot be read, is not TOML, or holds an unknown setting or a
+    value of the wrong type; or a setting it holds cannot be used here (a model nobody
+    installed, a device this machine lacks)."""
+
+
 class CheckpointError(ToolkitError):
     """A training checkpoint is missing, incomplete or corrupt."""
 

@@ -5,6 +5,7 @@ $TOOLKIT_HOME (a fresh one here) and nothing new in the repository.
 
 A new script needs a `--quick` mode and a line in QUICK below: the test of it fails until then.
 Each quick run's time on 2 busy cores is noted in QUICK; those of a minute or more are `slow`.
+The runs go two at a time (``PARALLEL``), each on one torch thread.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,18 +54,44 @@ def files_under(root: Path) -> set[Path]:
     return found
 
 
-@pytest.mark.parametrize("script", scripts())
-def test_quick_run(script, tmp_path):
-    assert script in QUICK, f"benchmarks/{script}.py: give it a --quick mode and add it to QUICK in {__file__}"
-    header, extra, _ = QUICK[script]
-    home = tmp_path / "home"
-    home.mkdir()
+PARALLEL = 2  # quick runs at a time: most of each is one thread importing and loading, so two halve the wait
+
+
+@dataclass
+class QuickRun:
+    result: subprocess.CompletedProcess
+    home: Path
+
+
+def run_quick(script: str, home: Path) -> QuickRun:
+    home.mkdir(parents=True)
     env = {**os.environ, "TOOLKIT_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", *QUICK[script][1]], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=900, check=False)
+    return QuickRun(result, home)
+
+
+@pytest.fixture(scope="module")
+def quick_runs(request, tmp_path_factory) -> tuple[dict[str, QuickRun], set[Path]]:
+    """Every selected script's quick run, ``PARALLEL`` at a time, and the files they left in
+    the repository between them."""
+    selected = [item.callspec.params["script"] for item in request.session.items
+                if item.originalname == "test_quick_run" and item.callspec.params["script"] in QUICK]
+    root = tmp_path_factory.mktemp("quick")
     before = files_under(ROOT)
-    result = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", *extra], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=900, check=False)
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        runs = dict(zip(selected, pool.map(lambda script: run_quick(script, root / script / "home"), selected)))
+    return runs, files_under(ROOT) - before
+
+
+@pytest.mark.parametrize("script", scripts())
+def test_quick_run(script, quick_runs):
+    assert script in QUICK, f"benchmarks/{script}.py: give it a --quick mode and add it to QUICK in {__file__}"
+    runs, left_in_repository = quick_runs
+    result, home = runs[script].result, runs[script].home
     assert result.returncode == 0, f"benchmarks/{script}.py --quick failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-    assert header in result.stdout, f"no table in its output:\n{result.stdout[-3000:]}"
+    assert QUICK[script][0] in result.stdout, f"no table in its output:\n{result.stdout[-3000:]}"
     assert not (home / "models").exists(), f"it wrote into $TOOLKIT_HOME/models: {sorted(home.rglob('*'))}"
     assert not any(home.iterdir()), f"it wrote into $TOOLKIT_HOME: {sorted(home.rglob('*'))}"
-    assert not files_under(ROOT) - before, f"it wrote into the repository: {sorted(files_under(ROOT) - before)}"
+    # The runs overlap, so a file left behind names the batch, not the script: its path says which.
+    assert not left_in_repository, f"the quick runs wrote into the repository: {sorted(left_in_repository)}"

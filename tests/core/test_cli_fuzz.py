@@ -34,6 +34,13 @@ CASES: list[tuple[str, list[str], dict[str, str]]] = [
     ("toolkit", ["--threads", "0", "models"], {}),
     ("toolkit", ["--threads", "two", "models"], {}),
     ("models", [], {"TOOLKIT_THREADS": "-1"}),
+    # config.toml ("{d}" in a value is the folder of hostile files too)
+    ("config", ["extra"], {}),
+    ("config", [], {"TOOLKIT_HOME": "{d}/home-not-toml"}),
+    ("config", ["--json"], {"TOOLKIT_HOME": "{d}/home-wrong-type"}),
+    ("models", [], {"TOOLKIT_HOME": "{d}/home-unknown-key"}),
+    ("generate", ["--class", "1"], {"TOOLKIT_HOME": "{d}/home-unknown-key"}),
+    ("generate", ["--class", "1"], {"TOOLKIT_HOME": "{d}/home-no-such-model"}),
     # generate
     ("generate", ["--model", "nonexistent"], {}),
     ("generate", ["--model", "{d}/sd"], {}),
@@ -183,6 +190,10 @@ def world(tmp_path_factory):
                            "path": json.dumps({**recipe, "request": {**recipe["request"], "sketch": str(d / "ok.png")}}),
                            "big": json.dumps({**recipe, "pad": "0" * 1_100_000})}.items():
             _with_recipe(d / "made.png", d / f"recipe-{name}.png", text)
+        for name, text in {"not-toml": "model = \n", "wrong-type": 'threads = "4"\n', "unknown-key": 'modle = "x"\n',
+                           "no-such-model": 'model = "no-such-model"\n'}.items():
+            (d / f"home-{name}").mkdir()
+            (d / f"home-{name}" / "config.toml").write_text(text)
         (d / "list.yaml").write_text("- 1\n- 2\n")
         (d / "deep.yaml").write_text("[" * 10_000)
         (d / "sd" / "unet").mkdir(parents=True)
@@ -213,7 +224,7 @@ def test_every_command_has_hostile_inputs(world):
 def test_hostile_input_fails_in_one_line_and_changes_nothing(world, monkeypatch, command, args, env):
     monkeypatch.chdir(world)  # defaults such as --out out/ land where the snapshot sees them
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.format(d=world / "in"))
     monkeypatch.setattr("toolkit_apps.server.serve", lambda *a, **k: pytest.fail("the app started"))
     before = snapshot(world)
     words = [] if command == "toolkit" else command.split()

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toolkit_plugins.generators.gan import GANConfig, GANGenerator, diff_augment
+from toolkit_plugins.generators.gan import GANConfig, GANGenerator
+from toolkit_plugins.generators.gan_discriminator import diff_augment
 from toolkit_plugins.generators.vae import VAEConfig, VAEGenerator
 
 from toolkit.components import Conditioning, GenerateArgs
 from toolkit.errors import UnsupportedRequestError
-from toolkit.families.latent import ClassGroupNorm, sample_latents, slerp
+from toolkit.families.conv_decoder import ClassGroupNorm
+from toolkit.families.latent import sample_latents, slerp
 from toolkit.generation.pipeline import plan
 from toolkit.generation.request import GenerationRequest
 

@@ -7,71 +7,19 @@ the one a user with real weights relies on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import save_tiny_sd, text_config, tiny_tokenizer, tiny_unet, tiny_vae
 
 from toolkit.generation import pipeline
 from toolkit.errors import ModelError, UnsupportedRequestError
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def tiny_tokenizer(folder: Path):
-    """A CLIP tokenizer over single letters (BPE with no merges): enough to tell prompts apart."""
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in LETTERS:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16), len(vocab)
-
-
-def text_config(vocab: int, hidden: int, projection: int | None = None):
-    from transformers import CLIPTextConfig
-
-    extra = {"projection_dim": projection} if projection else {}
-    return CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                          max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, **extra)
-
-
-def tiny_vae():
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, sample_size=16)
-
-
-def tiny_unet(cross: int, **extra):
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=cross,
-                                attention_head_dim=4, norm_num_groups=8, **extra)
-
-
 @pytest.fixture(scope="module")
 def sd_folder(tmp_path_factory) -> Path:
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
-    from transformers import CLIPTextModel
-
-    root = tmp_path_factory.mktemp("sd")
-    torch.manual_seed(0)
-    tokenizer, vocab = tiny_tokenizer(root / "tok")
-    pipe = StableDiffusionPipeline(
-        vae=tiny_vae(), text_encoder=CLIPTextModel(text_config(vocab, 32)), tokenizer=tokenizer, unet=tiny_unet(32),
-        scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(root / "tiny-sd", safe_serialization=True)
-    return root / "tiny-sd"
+    return save_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
 
 
 @pytest.fixture(scope="module")

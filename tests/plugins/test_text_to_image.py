@@ -444,7 +444,7 @@ def test_text_adapter_starts_as_identity_trains_and_round_trips(stages, home, tm
     """A denoiser with a text adapter, started from one without (init_from): before training
     it draws exactly what the original draws (the adapter's output starts at zero); after
     training the adapter has moved, is saved in text_adapter/ and loads back to the same pixels."""
-    from toolkit_plugins.generators.ldm import TextAdapter
+    from toolkit_plugins.generators.ldm.text_adapter import TextAdapter
 
     base = {**TINY_DENOISER, "autoencoder": str(stages.ae), "text_encoder": {"path": str(stages.clip)}}
     adapted = {**base, "text_adapter_layers": 1, "init_from": str(stages.denoiser)}

@@ -145,23 +145,23 @@ def test_a_damaged_folder_is_rebuilt(home):
 
 @needs_wheel
 def test_an_interrupted_conversion_leaves_nothing_half_written(home, monkeypatch):
-    import toolkit.generation.model_folder
+    import safetensors.torch  # model_folder imports save_file from it as it writes
 
-    real_save = toolkit.generation.model_folder.save_file
+    real_save = safetensors.torch.save_file
 
     def disk_full(tensors, path):
         real_save(tensors, path)
         Path(path).write_bytes(Path(path).read_bytes()[:100])
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(toolkit.generation.model_folder, "save_file", disk_full)
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
     with pytest.raises(OSError):
         realesrgan.convert(ANIME)
     parent = home / "models" / "realesrgan"
     assert not any(parent.iterdir())  # neither the folder nor a temporary one
-    monkeypatch.setattr(toolkit.generation.model_folder, "save_file", real_save)
+    monkeypatch.setattr(safetensors.torch, "save_file", real_save)
     folder = realesrgan.convert(ANIME)
-    monkeypatch.setattr(toolkit.generation.model_folder, "save_file", disk_full)
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
     with pytest.raises(OSError):
         realesrgan.convert(ANIME)  # a failed re-conversion keeps the good folder
     assert realesrgan.load_folder(ANIME, folder) and [p.name for p in parent.iterdir()] == ["animevideov3"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from toolkit.cli import app, dataset, eval, generate, installed, train  # noqa: F401  (each adds its commands to `cli`)
+from toolkit.cli import app, config, dataset, eval, generate, installed, train  # noqa: F401  (each adds its commands to `cli`)
 from toolkit.cli.root import CommandContext, cli, print_error, show_warning
 from toolkit.errors import ToolkitError
 

@@ -4,10 +4,9 @@ image, sketch and mask side by side, caption below)."""
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from toolkit.cli.params import OutputPath
@@ -15,6 +14,9 @@ from toolkit.cli.root import CommandContext, cli, out, parse_options, progress_b
 from toolkit.components import Dataset, build_dataset
 from toolkit.generation.files import refuse_existing
 from toolkit.generation.images import save_output, tensor_to_pil
+
+if TYPE_CHECKING:
+    import torch
 
 
 @cli.group()

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from toolkit.cli.params import DEVICE, OutputPath
+from toolkit.cli.params import DEVICE, OutputPath, output_folder
 from toolkit.cli.root import CommandContext, cli, console, out, progress_bar
 from toolkit.errors import InvalidRequestError, RecipeError
 from toolkit.generation.request import GenerationRequest, PostSpec
@@ -45,17 +45,19 @@ def request_options(func: Any) -> Any:
 
 @cli.command()
 @request_options
-@click.option("--out", "out_dir", type=OutputPath(folder=True), default="out", show_default=True,
-              help="Folder for the PNGs (never overwritten).")
+@click.option("--out", "out_dir", type=OutputPath(folder=True), default=None,
+              help="Folder for the PNGs (never overwritten). [default: `out` in config.toml, else out]")
 @click.option("--replay", type=click.Path(dir_okay=False),
               help="Make a toolkit PNG again from the recipe inside it (only --out and --device apply); "
                    "exits 1 if the image differs.")
-@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--device", type=DEVICE, default=None,
+              help="torch device, e.g. cuda. [default: `device` in config.toml, else cpu]")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document (paths, seed, model, request, post-processors' records, timings) "
                    "instead of the paths.")
 @click.pass_obj
-def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str, as_json: bool, **fields: Any) -> None:
+def generate(obj: CommandContext, out_dir: str | None, replay: str | None, device: str | None, as_json: bool,
+             **fields: Any) -> None:
     """Generate images; each PNG carries its full recipe.
 
     \b
@@ -73,8 +75,11 @@ def generate(obj: CommandContext, out_dir: str, replay: str | None, device: str,
     with --json, after the JSON, whose "shortfalls" list it too).
     """
     from toolkit.generation import pipeline
+    from toolkit.generation.device import resolve_device
 
     started = time.perf_counter()
+    out_dir = output_folder(out_dir, "out")  # flag, config.toml, default: `toolkit config` shows which
+    device = resolve_device(device)
 
     if replay:
         given = [GenerationRequest.model_fields[name].json_schema_extra["flag"]  # type: ignore[index]

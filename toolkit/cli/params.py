@@ -1,6 +1,6 @@
 """Option types every command shares, checked while the command line is read, before any
-work: where an output goes (``OutputPath``), which device runs it (``DEVICE``), on how
-many CPU threads (``THREADS``)."""
+work: where an output goes (``OutputPath``, or config.toml's ``output_folder``), which
+device runs it (``DEVICE``), on how many CPU threads (``THREADS``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, UserConfigError
 
 
 def unwritable(path: Path, *, folder: bool) -> str | None:
@@ -50,6 +50,20 @@ class OutputPath(click.ParamType):
         if reason:
             self.fail(reason, param, ctx)
         return str(value)
+
+
+def output_folder(given: str | None, default: str) -> str:
+    """The output folder: ``given`` (--out, already checked by ``OutputPath``), else ``out``
+    in config.toml, checked here as --out would be, else ``default``."""
+    from toolkit.generation.user_config import setting
+
+    chosen = setting("out", given, default=default)
+    if chosen.source == "config file":
+        reason = unwritable(Path(chosen.value), folder=True)
+        if reason:
+            raise UserConfigError(f"{chosen.where} sets out = \"{chosen.value}\", which cannot be used: {reason}; "
+                                  "change it there, or pass --out")
+    return str(chosen.value)
 
 
 class DeviceType(click.ParamType):

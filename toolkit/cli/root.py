@@ -32,6 +32,7 @@ from toolkit.cli.params import THREADS
 from toolkit.errors import InvalidRequestError, PluginError, ToolkitError
 from toolkit.generation.request import PostSpec
 from toolkit.generation.threads import ENV as THREADS_ENV
+from toolkit.generation.threads import check as check_threads
 from toolkit.generation.threads import choose as choose_threads
 from toolkit.host.registry import Registry
 
@@ -186,11 +187,20 @@ def _origin(command: click.Command) -> tuple[str, str]:
     return getattr(callback, "__module__", "?"), getattr(callback, "__qualname__", type(command).__qualname__)
 
 
+def runs_no_torch(command: click.Command) -> click.Command:
+    """Mark a command that never runs torch (``toolkit models``, ``toolkit plugins``; a
+    plugin's command may use it too), above its ``@cli.command()``: the root then checks the
+    thread settings instead of choosing torch's thread count, so the command starts without
+    importing torch. With ``--debug`` the count is chosen anyway, to be shown."""
+    command.runs_torch = False  # type: ignore[attr-defined]  # read by `cli` below
+    return command
+
+
 @click.group(cls=ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors, and the thread count.")
 @click.option("--threads", type=THREADS, default=None,
-              help=f"CPU threads for torch [env: {THREADS_ENV}; default: the CPUs this process may use "
-                   "(affinity, cgroup quota), less those other processes keep busy].")
+              help=f"CPU threads for torch [env: {THREADS_ENV}; default: `threads` in config.toml, else the CPUs "
+                   "this process may use (affinity, cgroup quota), less those other processes keep busy].")
 @click.version_option(package_name=DISTRIBUTION)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
@@ -202,6 +212,7 @@ def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
       toolkit models                      the models you can use
       toolkit generate --prompt "..."     make images (see toolkit generate --help)
       toolkit plugins                     what is installed, and what is broken
+      toolkit config                      your defaults: model, output folder, device, threads
       toolkit dataset preview shapes      look at a dataset
       toolkit eval --model ddpm-digits    score a model against its dataset
     """
@@ -209,6 +220,10 @@ def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     if not isinstance(ctx.obj, CommandContext):
         ctx.obj = CommandContext(debug)
     warnings.showwarning = show_warning
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    if not debug and not getattr(command, "runs_torch", True):
+        check_threads(threads)  # a mistake fails it as any command; torch is not imported
+        return
     choice = choose_threads(threads)  # before any command's torch work
     if debug:
         console.print(f"threads: {choice.describe()}", highlight=False, markup=False, soft_wrap=True)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from toolkit.generation.images import fit_to, to_rgb
 
 from .conditioning import TextEmbedding
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 
 class Conditioner(ABC):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # The kinds of conditioning a request can carry. A generator declares the subset it accepts.
 CONDITIONING_KINDS = ("text", "class", "sketch", "mask", "init_image")

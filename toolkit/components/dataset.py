@@ -6,16 +6,18 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
 from toolkit.errors import InvalidRequestError
 
 if TYPE_CHECKING:
+    import torch
+
     from toolkit.host.registry import Registry
 
 
-class Dataset(torch.utils.data.Dataset, ABC):
-    """A dataset plugin: a map-style torch dataset of dict samples.
+class Dataset(ABC):
+    """A dataset plugin: a map-style dataset of dict samples (``__len__`` and
+    ``__getitem__``: what torch's ``DataLoader`` reads; not a subclass of torch's own
+    ``Dataset``, so that defining one imports no torch).
 
     Every sample has ``"image"``: ``(3, H, W)`` float in ``[-1, 1]``, and any of
     ``"caption"`` (str), ``"class_label"`` (int), ``"sketch"`` ``(1, H, W)`` in [0, 1],

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-import torch
-
 from .conditioning import Conditioning
 from .sampler import Sampler
 
 if TYPE_CHECKING:
+    import torch
+
     from toolkit.host.registry import Registry
 
     from .conditioner import Conditioner

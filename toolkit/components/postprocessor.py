@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-import torch
-from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from .generator import Generator
 
 if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
     from toolkit.host.registry import Registry
 
 

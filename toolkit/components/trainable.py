@@ -5,12 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-import torch
 from pydantic import BaseModel
 
 from .dataset import Dataset
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

@@ -3,20 +3,23 @@
 ``LatentGenerator`` turns a request into latents (seeded, optionally truncated) and class
 labels, then calls the subclass's ``decode``. It also interpolates between two latents,
 which is how ``toolkit interpolate`` walks from one seed (or, for a VAE, one image) to another.
+The decoder network both families share is in conv_decoder.py; torch is imported where latents
+are drawn or decoded, so that the generators defined on this class load without it.
 """
 
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
-
-import torch
-from PIL import Image
-from torch import nn
+from typing import TYPE_CHECKING
 
 from toolkit.components import Conditioning, GenerateArgs, Generator
 from toolkit.errors import ConfigError, UnsupportedRequestError
 from toolkit.generation.images import fit_to, pil_to_tensor, to_rgb
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 
 def sample_latents(n: int, dim: int, generator: torch.Generator, truncation: float | None = None) -> torch.Tensor:
@@ -25,6 +28,8 @@ def sample_latents(n: int, dim: int, generator: torch.Generator, truncation: flo
     Truncating the prior trades variety for fidelity (the "truncation trick" of Brock et al.
     2018, https://arxiv.org/abs/1809.11096): samples come from where the model saw most data.
     """
+    import torch
+
     z = torch.empty(n, dim, device=generator.device)
     if truncation is None:
         return z.normal_(generator=generator)
@@ -38,6 +43,8 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     passes through the low-norm middle the decoder never saw, so we follow the arc instead
     (White 2016, https://arxiv.org/abs/1609.04468).
     """
+    import torch
+
     cos = torch.dot(z0, z1) / (z0.norm() * z1.norm())
     angle = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
     if angle.abs() < 1e-4:  # nearly parallel: the arc is a line
@@ -52,63 +59,6 @@ def pyramid_levels(size: int, model: str) -> int:
     if size < 8 or 4 * 2**levels != size:
         raise ConfigError(f"the {model} makes square images of 8, 16, 32, 64... pixels; data.size {size} is not one of them")
     return levels
-
-
-class ClassGroupNorm(nn.Module):
-    """GroupNorm whose per-channel gain and bias depend on the class: conditional
-    normalisation (de Vries et al. 2017, https://arxiv.org/abs/1707.00683), as in the
-    generators of SNGAN's projection discriminator paper and BigGAN. Every layer then draws
-    with the class in hand, rather than only what survives of it from the input.
-
-    x: ``(B, C, H, W)``, labels: ``(B,)`` -> ``(B, C, H, W)``.
-    """
-
-    def __init__(self, groups: int, channels: int, num_classes: int):
-        super().__init__()
-        self.norm = nn.GroupNorm(groups, channels, affine=False)
-        self.gain = nn.Embedding(num_classes, channels)
-        self.bias = nn.Embedding(num_classes, channels)
-        nn.init.ones_(self.gain.weight)  # starts as a plain GroupNorm
-        nn.init.zeros_(self.bias.weight)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.norm(x) * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
-
-
-class ConvDecoder(nn.Module):
-    """Latent ``(B, latent_dim)`` (+ class) -> image ``(B, 3, size, size)`` in [-1, 1]: the
-    GAN's generator and the VAE's decoder.
-
-    A linear layer makes a 4x4 map, then each level doubles the resolution (nearest
-    upsampling + 3x3 convolutions, which avoid the checkerboard of transposed convolutions)
-    and halves the width, ending at ``channels``. The class embedding joins the latent; with
-    ``class_norm`` every normalisation also takes its gain and bias from the class.
-    """
-
-    def __init__(self, latent_dim: int, size: int, channels: int, *, num_classes: int = 0, class_dim: int = 0,
-                 activation: type[nn.Module] = nn.ReLU, model: str = "model", class_norm: bool = False):
-        super().__init__()
-        levels = pyramid_levels(size, model)
-        widths = [channels * 2 ** (levels - i) for i in range(levels + 1)]  # 4x4 ... full size
-        self.class_emb = nn.Embedding(num_classes, class_dim) if num_classes else None
-        self.base = nn.Linear(latent_dim + (class_dim if num_classes else 0), widths[0] * 4 * 4)
-        self.base_width = widths[0]
-        norm = (lambda c: ClassGroupNorm(8, c, num_classes)) if class_norm and num_classes else (lambda c: nn.GroupNorm(8, c))
-        blocks: list[nn.Module] = []
-        for c_in, c_out in zip(widths, widths[1:]):
-            blocks += [norm(c_in), activation(), nn.Upsample(scale_factor=2, mode="nearest"),
-                       nn.Conv2d(c_in, c_out, 3, padding=1), norm(c_out), activation(),
-                       nn.Conv2d(c_out, c_out, 3, padding=1)]
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(norm(widths[-1]), activation(), nn.Conv2d(widths[-1], 3, 3, padding=1), nn.Tanh())
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.class_emb is not None:
-            z = torch.cat([z, self.class_emb(labels)], dim=1)
-        h = self.base(z).view(z.shape[0], self.base_width, 4, 4)  # (B, C0, 4, 4)
-        for layer in (*self.blocks, *self.head):
-            h = layer(h, labels) if isinstance(layer, ClassGroupNorm) else layer(h)
-        return h
 
 
 class LatentGenerator(Generator):
@@ -134,6 +84,8 @@ class LatentGenerator(Generator):
     def labels_for(self, cond: Conditioning, n: int, generator: torch.Generator) -> torch.Tensor | None:
         """The request's class for every image, or a seeded random class per image when the
         model is class-conditional and the request names none."""
+        import torch
+
         if not self.num_classes:
             return None
         if cond.class_labels is not None:
@@ -154,6 +106,8 @@ class LatentGenerator(Generator):
     def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images along the arc from latent ``z0`` to ``z1`` (both ``(latent_dim,)``):
         ``(steps, 3, H, W)`` in [-1, 1]. labels: ``(steps,)`` or None."""
+        import torch
+
         path = slerp(z0.to(self.device), z1.to(self.device), torch.linspace(0, 1, steps, device=self.device))
         return self.decode(path, None if labels is None else labels.to(self.device)).clamp(-1, 1)
 
@@ -162,6 +116,8 @@ def latent_for(model: LatentGenerator, *, seed: int | None = None, image: Image.
                label: torch.Tensor | None = None, truncation: float | None = None) -> torch.Tensor:
     """One end of an interpolation, ``(latent_dim,)``: the prior sample of ``seed``, or the
     posterior mean of ``image`` for models with an encoder (a VAE)."""
+    import torch
+
     if image is None:
         return model.draw_latents(1, label, torch.Generator().manual_seed(seed or 0), truncation)[0].cpu()
     encode = getattr(model, "encode", None)

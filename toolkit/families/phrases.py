@@ -9,8 +9,6 @@ Structured Diffusion Guidance" (https://arxiv.org/abs/2212.05032), applied in tr
 
 from __future__ import annotations
 
-import torch
-
 from toolkit.components.conditioning import TextEmbedding
 
 # Where a prompt is cut into phrases.
@@ -38,6 +36,8 @@ class PhraseSlots:
         Each phrase is encoded alone and their token states are laid side by side; unused
         slots are masked out. The pooled vector is the mean over a prompt's phrases.
         """
+        import torch
+
         slots = self.phrase_slots
         if slots <= 1:
             return self.embed(texts)

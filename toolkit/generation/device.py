@@ -2,14 +2,16 @@
 
 ``--device`` (generate, eval, app, ...) and the Python API's ``device=`` both come here, so
 ``--device cuda`` on a machine without a GPU, or a name torch does not know, is refused
-before a model loads, saying which devices this machine has.
+before a model loads, saying which devices this machine has. Where neither is given,
+``resolve_device`` takes ``device`` from $TOOLKIT_HOME/config.toml, else the CPU.
 """
 
 from __future__ import annotations
 
 import torch
 
-from toolkit.errors import InvalidRequestError
+from toolkit.errors import InvalidRequestError, UserConfigError
+from toolkit.generation.user_config import setting
 
 
 def available_devices() -> list[str]:
@@ -45,3 +47,16 @@ def check_device(name: str) -> str:
         raise InvalidRequestError(f"device '{name}': there is no {device.type} device {device.index}; "
                                   f"this machine has: {', '.join(available_devices())}")
     return name
+
+
+def resolve_device(given: str | None = None, *, flag: str = "--device") -> str:
+    """The device to run on: ``given`` (``flag`` names it in errors), else ``device`` in
+    config.toml, else "cpu"; checked by ``check_device``, and a configured device this
+    machine lacks is a ``UserConfigError`` naming the file."""
+    chosen = setting("device", given, flag=flag, default="cpu")
+    if chosen.source != "config file":
+        return check_device(chosen.value)
+    try:
+        return check_device(chosen.value)
+    except InvalidRequestError as error:
+        raise UserConfigError(f"{chosen.where} sets {error}; change it there, or pass {flag}") from None

@@ -1,7 +1,8 @@
 """Images at the edges: reading user files safely, and PIL <-> tensor conversion.
 
 Inside the toolkit an image batch is a float tensor ``(batch, 3, H, W)`` in ``[-1, 1]``;
-PIL appears only when reading inputs and writing outputs.
+PIL appears only when reading inputs and writing outputs. numpy and torch are imported by
+the functions that convert, not with this module: the CLI imports it at every start.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from toolkit.errors import ConfigError, ImageInputError
 from toolkit.generation.files import atomic_file, refuse_existing, write_new
+
+if TYPE_CHECKING:
+    import torch
 
 # Inputs are sketches, masks and init images for models of at most a few hundred pixels,
 # and photos to upscale; anything past this is refused before decoding (decompression bombs).
@@ -111,6 +114,8 @@ def normalize_mode(image: Image.Image, what: str = "image") -> Image.Image:
     if image.mode in PLAIN_MODES:
         return image
     if image.mode == "F" or image.mode.startswith("I"):
+        import numpy as np
+
         values = np.asarray(image, dtype=np.float64)  # (H, W)
         if image.mode == "F":
             scaled = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0).clip(0, 1) * 255
@@ -152,6 +157,9 @@ def fit_to(image: Image.Image, width: int, height: int, *, what: str, resample: 
 
 def pil_to_tensor(images: list[Image.Image] | Image.Image) -> torch.Tensor:
     """PIL image(s) -> float tensor ``(batch, 3, H, W)`` in ``[-1, 1]``."""
+    import numpy as np
+    import torch
+
     images = [images] if isinstance(images, Image.Image) else images
     array = np.stack([np.asarray(to_rgb(im), dtype=np.float32) for im in images])  # (B, H, W, 3)
     return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
@@ -159,6 +167,8 @@ def pil_to_tensor(images: list[Image.Image] | Image.Image) -> torch.Tensor:
 
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Float tensor ``(batch, 3, H, W)`` in ``[-1, 1]`` -> list of RGB PIL images."""
+    import torch
+
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (batch, 3, H, W), got {tuple(images.shape)}")
     array = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

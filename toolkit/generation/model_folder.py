@@ -13,20 +13,22 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from toolkit.errors import ModelError, ToolkitWarning
 from toolkit.generation.files import write_atomic
+
+if TYPE_CHECKING:  # safetensors.torch imports torch: only reading and writing weights need it
+    import torch
 
 CONFIG_NAME = "config.json"
 # What a folder of another library's layout (a diffusers pipeline: no config.json of ours)
@@ -112,6 +114,22 @@ def weights_sha256(folder: Path) -> str:
     return _hashes[key]
 
 
+def count_parameters(folder: Path) -> int | None:
+    """How many numbers the folder's safetensors files hold (every tensor's elements,
+    buffers such as a prior's means included), or None when one of them cannot be read.
+    Only the files' headers are read, through numpy's side of safetensors: no torch."""
+    from safetensors import safe_open
+
+    try:
+        total = 0
+        for path in sorted(Path(folder).rglob("*.safetensors")):
+            with safe_open(path, framework="numpy") as f:
+                total += sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())  # noqa: SIM118 (not a dict)
+        return total
+    except (OSError, SafetensorError, ValueError):
+        return None
+
+
 def load_weights(folder: Path, filename: str = "model.safetensors", device: str = "cpu") -> dict[str, torch.Tensor]:
     """Read one safetensors file of a model folder, refusing truncated or altered files (one
     without a recorded sha256 loads with a ``ToolkitWarning``, see ``verify_weights``)."""
@@ -126,6 +144,8 @@ def load_weights(folder: Path, filename: str = "model.safetensors", device: str 
             f"{path} does not match the sha256 recorded in {CONFIG_NAME}: the file was truncated or altered; "
             "re-export or re-install the model"
         )
+    from safetensors.torch import load_file
+
     try:
         return load_file(path, device=device)
     except (SafetensorError, OSError, ValueError) as error:
@@ -237,6 +257,8 @@ def save_model_folder(
 
     weights: ``{"model.safetensors": {tensor_name: tensor}}``, sub-paths allowed ("unet/x.safetensors").
     """
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from toolkit.components import Conditioning, GenerateArgs, Generator, PostContext
 from toolkit.errors import InvalidRequestError, ModelError, RecipeError, ToolkitError, UnsupportedRequestError
-from toolkit.generation.device import check_device
+from toolkit.generation.device import resolve_device
 from toolkit.generation.files import file_subject
 from toolkit.generation.images import open_image, tensor_to_pil, to_data_url
 from toolkit.generation.post import PostStep, plan_post, postprocess_image, run_post, write_output
@@ -93,7 +93,10 @@ def plan(request: GenerationRequest, registry: Registry | None = None) -> Plan:
     _check_hyperparameters(model, generator_cls)
     _check_conditioning(request, model, registry)
     height, width = _resolve_size(request, model, registry)
-    updates: dict[str, Any] = {"model": request.model or model.name, "height": height, "width": width}
+    # No --model: the default (config.toml's `model` or the folder marked default), recorded by name, or by
+    # path when config.toml names a folder, so that a replay finds the same one
+    chosen = str(model.path) if model.source == "path" else model.name
+    updates: dict[str, Any] = {"model": request.model or chosen, "height": height, "width": width}
     updates.update(_resolve_sampling(request, model, generator_cls, registry))
     if request.class_label is not None and "num_classes" in model.config and request.class_label >= model.config["num_classes"]:
         raise InvalidRequestError(
@@ -222,10 +225,11 @@ def encode_conditioning(plan: Plan, model: LoadedModel, n: int) -> Conditioning:
     return cond
 
 
-def run(plan: Plan, *, device: str = "cpu", progress: Progress | None = None) -> GenerationResult:
+def run(plan: Plan, *, device: str | None = None, progress: Progress | None = None) -> GenerationResult:
+    """Generate what ``plan`` says on ``device`` (None: ``device`` in config.toml, else the CPU)."""
     request = plan.request
     assert request.seed is not None and request.height is not None and request.width is not None
-    check_device(device)
+    device = resolve_device(device, flag="device=")
     choose_once()  # the Python API's first generation; the CLI chose as it started
     plugin = plan.registry.generators[plan.generator_cls.name].plugin
     with blame(plugin, f"loading model '{plan.model.name}'"):
@@ -280,9 +284,11 @@ def _recipe_base(plan: Plan, sha: str, post_records: list[dict[str, Any]]) -> di
     }
 
 
-def generate(request: GenerationRequest | dict[str, Any] | None = None, *, device: str = "cpu",
+def generate(request: GenerationRequest | dict[str, Any] | None = None, *, device: str | None = None,
              progress: Progress | None = None, registry: Registry | None = None, **fields: Any) -> GenerationResult:
-    """The Python API: ``generate(prompt=..., n=4, seed=0)`` or ``generate(GenerationRequest(...))``."""
+    """The Python API: ``generate(prompt=..., n=4, seed=0)`` or ``generate(GenerationRequest(...))``.
+    What the call leaves out comes from $TOOLKIT_HOME/config.toml where it sets it (``model``,
+    ``device``, ``threads``: ``toolkit config`` shows them), else the built-in defaults."""
     return run(plan(parse_request(request, **fields), registry), device=device, progress=progress)
 
 
@@ -305,7 +311,7 @@ def save(result: GenerationResult, out_dir: str | Path, *, prefix: str | None = 
     return paths
 
 
-def replay(png: str | Path, *, device: str = "cpu", progress: Progress | None = None,
+def replay(png: str | Path, *, device: str | None = None, progress: Progress | None = None,
            registry: Registry | None = None) -> tuple[Image.Image, dict[str, Any]]:
     """Make a toolkit PNG again from its recipe: the generation, then each chain `toolkit
     post` ran on it since (the recipe's ``post_runs``); returns the image and the recipe.
@@ -318,7 +324,7 @@ def replay(png: str | Path, *, device: str = "cpu", progress: Progress | None = 
             f"{png} was changed by `toolkit post` ({', '.join(r['name'] for r in unrecorded)}) with a toolkit that did "
             "not record how to do it again; replay the file it was made from"
         )
-    check_device(device)
+    device = resolve_device(device, flag="device=")
     request = parse_request(recipe["request"])
     planned = plan(request, registry)
     sha = planned.model.sha256()

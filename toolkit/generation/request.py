@@ -70,7 +70,8 @@ class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: str | None = Field(
-        None, description="model name (see `toolkit models`) or path to a model folder; default: the shipped default",
+        None, description="model name (see `toolkit models`) or path to a model folder; default: `model` in "
+        "config.toml (`toolkit config`), else the installed model marked default",
         json_schema_extra={"flag": "--model"},
     )
     prompt: str | None = Field(

@@ -22,17 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from toolkit.components import Conditioner, Generator, LoadContext
-from toolkit.errors import ModelError, UnknownNameError
-from toolkit.generation.model_folder import CONFIG_NAME, read_config, verify_weights, weights_sha256
+from toolkit.errors import ModelError, UnknownNameError, UserConfigError
+from toolkit.generation.model_folder import CONFIG_NAME, count_parameters, read_config, verify_weights, weights_sha256
+from toolkit.generation.user_config import setting, toolkit_home  # toolkit_home: imported from here too
 from toolkit.host.registry import Registry, unknown_name_message
-
-
-def toolkit_home() -> Path:
-    """Where user data lives: $TOOLKIT_HOME, default the platform's user cache dir."""
-    return Path(os.environ.get("TOOLKIT_HOME") or platformdirs.user_cache_dir("toolkit")).expanduser()
 
 
 def user_models_dir() -> Path:
@@ -64,6 +58,13 @@ class ModelInfo:
     @property
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    @property
+    def parameters(self) -> int | None:
+        """How many numbers its safetensors files hold (read from their headers, no weights
+        loaded), or None when one cannot be read. Weights outside the folder (a text encoder
+        that a package ships, say) are not counted."""
+        return count_parameters(self.path)
 
     def sha256(self) -> str:
         return weights_sha256(self.path)
@@ -97,8 +98,16 @@ def list_models(registry: Registry) -> list[ModelInfo]:
 
 
 def find_model(name: str | None, registry: Registry) -> ModelInfo:
-    """Resolve a model name or folder path to its ``ModelInfo`` (config read, weights not)."""
+    """Resolve a model name or folder path to its ``ModelInfo`` (config read, weights not).
+    ``None``: ``model`` in config.toml, else the installed model marked default."""
     if name is None:
+        configured = setting("model")
+        if configured.value is not None:
+            try:
+                return find_model(configured.value, registry)
+            except (UnknownNameError, ModelError) as error:
+                raise UserConfigError(f"{configured.where} sets model = \"{configured.value}\": {error} Change it "
+                                      "there, or pass --model") from None
         defaults = [m for m in list_models(registry) if m.config.get("default")]
         if not defaults:
             raise UnknownNameError("no default model is installed; pass --model NAME (see `toolkit models`)")

@@ -11,7 +11,8 @@ spinning, for the one that shares its core with the other process (docs/results.
 * at most torch's own default, and at least 1.
 
 ``toolkit --threads N`` or ``TOOLKIT_THREADS=N`` choose instead, and so does
-``OMP_NUM_THREADS``, as it does for torch. The CLI chooses as it starts; the Python API
+``OMP_NUM_THREADS``, as it does for torch, then ``threads`` in $TOOLKIT_HOME/config.toml
+(``toolkit.generation.user_config``). The CLI chooses as it starts; the Python API
 (``toolkit.generate``) on its first generation, unless the program already set torch's
 thread count (``torch.set_num_threads``) or called ``use_threads``.
 
@@ -169,7 +170,8 @@ class Choice:
     """The thread count torch runs with, and where it came from."""
 
     threads: int
-    source: str  # "--threads", "TOOLKIT_THREADS", "OMP_NUM_THREADS", "torch.set_num_threads" or "default"
+    # "--threads", "TOOLKIT_THREADS", "OMP_NUM_THREADS", config.toml's path, "torch.set_num_threads" or "default"
+    source: str
     usable: int | None = None  # default only: CPUs this process may use
     busy: float | None = None  # default only: of those, how many other processes kept busy
 
@@ -208,20 +210,27 @@ _torch_default: int | None = _torch_threads()
 
 
 def choose(given: str | int | None = None, *, where: str = "--threads") -> Choice:
-    """Pick the count (``given``, then $TOOLKIT_THREADS, $OMP_NUM_THREADS, the default) and
-    give it to torch. A bad ``given`` or $TOOLKIT_THREADS raises ``ThreadsError``."""
+    """Pick the count (``given``, then $TOOLKIT_THREADS, $OMP_NUM_THREADS, ``threads`` in
+    config.toml, the default: ``user_config.setting`` keeps that order) and give it to
+    torch. A bad ``given`` or $TOOLKIT_THREADS raises ``ThreadsError``, a bad config.toml
+    ``UserConfigError``."""
     global _chosen, _torch_default
     import torch
 
+    from toolkit.generation.user_config import setting  # it imports this module: not at the top
+
     if _torch_default is None:
         _torch_default = torch.get_num_threads()
-    if given is not None:
-        choice = Choice(parse_threads(given, where), where)
-    elif os.environ.get(ENV, "").strip():
-        choice = Choice(parse_threads(os.environ[ENV], ENV), ENV)
-    elif os.environ.get("OMP_NUM_THREADS", "").strip():
-        first = os.environ["OMP_NUM_THREADS"].split(",")[0].strip()  # OpenMP allows "4,2": nested levels
+    asked = setting("threads", given, flag=where)
+    if asked.source == "flag":
+        choice = Choice(parse_threads(given, where), where)  # type: ignore[arg-type]
+    elif asked.where == ENV:
+        choice = Choice(parse_threads(asked.value, ENV), ENV)
+    elif asked.where == "OMP_NUM_THREADS":
+        first = asked.value.split(",")[0].strip()  # OpenMP allows "4,2": nested levels
         choice = Choice(int(first) if first.isdigit() and int(first) > 0 else _torch_default, "OMP_NUM_THREADS")
+    elif asked.source == "config file":
+        choice = Choice(asked.value, str(asked.where))  # checked as the file was read
     else:
         cpus, limit = allowed_cpus(), cgroup_cpu_limit()
         busy = _measure_busy(cpus)
@@ -230,6 +239,19 @@ def choose(given: str | int | None = None, *, where: str = "--threads") -> Choic
     torch.set_num_threads(choice.threads)
     _chosen = choice
     return choice
+
+
+def check(given: str | int | None = None, *, where: str = "--threads") -> None:
+    """Refuse what ``choose`` would refuse (a bad ``given``, $TOOLKIT_THREADS or config.toml),
+    choosing nothing: for a command that runs no torch (``toolkit models``), which so starts
+    without importing it and still fails on a mistake as every other command does."""
+    from toolkit.generation.user_config import setting  # it imports this module: not at the top
+
+    asked = setting("threads", given, flag=where)
+    if asked.source == "flag":
+        parse_threads(given, where)  # type: ignore[arg-type]
+    elif asked.where == ENV:
+        parse_threads(asked.value, ENV)
 
 
 def _measure_busy(cpus: set[int]) -> float | None:

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import click
-import torch
 
 from toolkit import hookimpl
 from toolkit.cli.params import OutputPath
@@ -45,6 +44,7 @@ def register_commands(cli):
           toolkit interpolate --model gan-digits --class 3 --from-seed 0 --to-seed 1
           toolkit interpolate --model vae-digits --class 7 --from-image a.png --to-image b.png
         """
+        import torch
         from PIL import Image
 
         from toolkit.errors import InvalidRequestError, UnsupportedRequestError

@@ -1,15 +1,15 @@
 """Built-in conditioners for the request inputs that need no learned encoder:
 class labels, sketches, inpainting masks and init images.
 
-Text conditioners carry weights and live with the models that use them.
+Text conditioners carry weights and live with the models that use them. numpy and torch are
+imported by the methods that encode, not when the plugins load.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from PIL import Image
 
 from toolkit import hookimpl
@@ -19,6 +19,9 @@ from toolkit.generation.images import fit_to, pil_to_tensor, to_rgb
 
 from .sketch import SketchConditioner  # the sketch conditioner has a module of its own
 
+if TYPE_CHECKING:
+    import torch
+
 
 class ClassConditioner(Conditioner):
     """A class index, repeated for the batch: ``(n,)`` int64."""
@@ -27,6 +30,8 @@ class ClassConditioner(Conditioner):
     kind = "class"
 
     def encode(self, value: int, *, n: int, height: int, width: int) -> torch.Tensor:
+        import torch
+
         return torch.full((n,), int(value), dtype=torch.int64)
 
 
@@ -54,6 +59,8 @@ class MaskConditioner(Conditioner):
             black = Image.new("RGBA", image.size, (0, 0, 0, 255))
             image = Image.alpha_composite(black, image.convert("RGBA"))
         if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit greyscale: PIL's convert would clip, not scale
+            import numpy as np
+
             image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
         grey = image.convert("L")
         if grey.size == (width, height):
@@ -64,6 +71,9 @@ class MaskConditioner(Conditioner):
         return fitted
 
     def encode(self, value: Image.Image, *, n: int, height: int, width: int) -> torch.Tensor:
+        import numpy as np
+        import torch
+
         levels = np.asarray(self.fit(value, width, height))  # (H, W) uint8
         mask = np.where(levels <= self.SNAP, 0.0, np.where(levels >= 255 - self.SNAP, 1.0, levels / 255.0))
         return torch.from_numpy(mask.astype(np.float32))[None, None].expand(n, -1, -1, -1).contiguous()

@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors import SafetensorError
-from torch import nn
 
 from toolkit import hookimpl
 from toolkit.components import Dataset, Phase, TextConditioner, TextEmbedding, Trainable, TrainContext
 from toolkit.errors import ModelError
 from toolkit.families.phrases import PhraseSlots
 from toolkit.generation.model_folder import pickle_conversion, refuse_pickle_weights, save_model_folder
-from toolkit.train.data import evaluation_samples
+
+if TYPE_CHECKING:  # torch and open_clip are imported where a CLIP is loaded or run, not when the plugins load
+    import torch
+    from torch import nn
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
@@ -151,6 +151,8 @@ class TextClipConditioner(PhraseSlots, TextConditioner, Trainable):
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """texts -> (ids ``(B, L)`` int64, attention mask ``(B, L)``, 1 up to the end token)."""
+        import torch
+
         ids = self.tokenizer(texts)
         end = getattr(self.tokenizer, "eot_token_id", None)
         if end is None:  # a tokenizer without CLIP's end token: padding is 0
@@ -159,26 +161,30 @@ class TextClipConditioner(PhraseSlots, TextConditioner, Trainable):
         last = (ids == end).long().argmax(1, keepdim=True)
         return ids, (torch.arange(ids.shape[1]) <= last).long()
 
-    @torch.no_grad()
     def embed(self, texts: list[str]) -> TextEmbedding:
         """Prompts -> tokens ``(B, L, text_width)``, pooled ``(B, embed_dim)``, mask ``(B, L)``."""
+        import torch
+
         device = next(self.model.parameters()).device
         ids, mask = self.tokenize(texts)
         ids = ids.to(device)
-        return TextEmbedding(text_tokens(self.model, ids), self.model.encode_text(ids), mask.to(device))
+        with torch.no_grad():
+            return TextEmbedding(text_tokens(self.model, ids), self.model.encode_text(ids), mask.to(device))
 
     @property
     def token_dim(self) -> int:
         return int(getattr(self.model, "text", self.model).ln_final.normalized_shape[0])
 
-    @torch.no_grad()
     def image_text_similarity(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """Cosine similarity of each image with each text: images ``(B, 3, H, W)`` in
         [-1, 1] at the CLIP's training size -> ``(B, T)`` in [-1, 1]."""
+        import torch
+
         device = next(self.model.parameters()).device
-        image = self.model.encode_image(images.to(device).float(), normalize=True)
-        text = self.model.encode_text(self.tokenize(texts)[0].to(device), normalize=True)
-        return image @ text.T
+        with torch.no_grad():
+            image = self.model.encode_image(images.to(device).float(), normalize=True)
+            text = self.model.encode_text(self.tokenize(texts)[0].to(device), normalize=True)
+            return image @ text.T
 
     # -- training (toolkit train configs/clip-shapes.yaml) -----------------------------------
 
@@ -203,6 +209,7 @@ class TextClipConditioner(PhraseSlots, TextConditioner, Trainable):
     def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         """The symmetric contrastive loss over the batch (every other caption is a negative)."""
         import open_clip
+        import torch
 
         clip = ctx.modules["clip"]
         ids = self.tokenizer(batch["caption"]).to(ctx.device)
@@ -215,6 +222,10 @@ class TextClipConditioner(PhraseSlots, TextConditioner, Trainable):
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """For the captions of the first n test images, the image a pool of the first 256
         ranks first: ``(n, 3, H, W)`` in [-1, 1]. A good CLIP finds each caption's own image."""
+        import torch
+
+        from toolkit.train.data import evaluation_samples
+
         assert self.dataset is not None, "previews are made while training"
         samples = evaluation_samples(self.dataset, 256)
         images, captions = torch.stack([s["image"] for s in samples]), [s["caption"] for s in samples[:n]]
@@ -226,6 +237,7 @@ class TextClipConditioner(PhraseSlots, TextConditioner, Trainable):
         return images[best.cpu()]
 
     def _test_images(self, count: int, seed: int) -> dict[str, Any]:
+        import torch
         from toolkit_plugins.datasets.shapes import ShapesDataset
 
         data = ShapesDataset("test", size=self.image_size, seed=seed, length=count, max_objects=1)
@@ -239,6 +251,8 @@ class TextClipConditioner(PhraseSlots, TextConditioner, Trainable):
         has it (prompt ensembling, as Radford et al. average over templates): "circle" is
         the mean of "a small red circle in the top left", "a large blue circle at the
         bottom", ... The image must be closest to its own value's embedding."""
+        import numpy as np
+        import torch
         from toolkit_plugins.datasets.shapes.scene import COLOURS, POSITIONS, SHAPES, SIZES, ShapeObject, cell_of
 
         if dataset.name != "shapes":

@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from torch import nn
 
 from toolkit import hookimpl
 from toolkit.components import TextConditioner, TextEmbedding
 from toolkit.errors import ModelError
 from toolkit.families.phrases import PhraseSlots
 from toolkit.generation.model_folder import refuse_pickle_weights
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_MAX_LENGTH = 32
 
@@ -57,6 +58,7 @@ def resolve_folder(spec: dict[str, Any], base: Path | None = None) -> Path:
 
 
 def _load(folder: str) -> tuple[nn.Module, Any]:
+    import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -97,14 +99,16 @@ class TextHFConditioner(PhraseSlots, TextConditioner):
     def token_dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    @torch.no_grad()
     def embed(self, texts: list[str]) -> TextEmbedding:
         """Prompts -> tokens ``(B, max_length, hidden)``, pooled ``(B, hidden)``, mask ``(B, max_length)``."""
+        import torch
+
         device = next(self.model.parameters()).device
         # Fixed-length padding: every prompt's tokens have the same shape, batch or not.
         batch = self.tokenizer(list(texts), padding="max_length", max_length=self.max_length, truncation=True,
                                return_tensors="pt").to(device)
-        states = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        with torch.no_grad():
+            states = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"]
         pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return TextEmbedding(states, pooled, mask)

@@ -14,15 +14,14 @@ is in both splits, and the same seed always gives the same split.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from toolkit import hookimpl
 from toolkit.components import Dataset
 from toolkit.errors import InvalidRequestError
+
+if TYPE_CHECKING:  # numpy and torch are imported when the data is read, not when the plugins load
+    import numpy as np
 
 
 @lru_cache(maxsize=1)
@@ -31,6 +30,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
     Cached: every split and size of every instance reads the same small array.
     """
+    import numpy as np
     from sklearn.datasets import load_digits  # here, not at plugin load: scikit-learn takes a second to import
 
     data = load_digits()
@@ -62,6 +62,8 @@ class DigitsDataset(Dataset):
                 f"dataset 'digits': test_fraction must be between 0.05 and 0.95, not {test_fraction}"
             )
         super().__init__(split, size=size, seed=seed)
+        import numpy as np
+        import torch
         from sklearn.model_selection import train_test_split
 
         scans, digits = _digits()
@@ -81,6 +83,8 @@ class DigitsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """``{"image": (3, size, size) float in [-1, 1], "class_label": int, "caption": str}``."""
+        import torch.nn.functional as F
+
         # Resized one at a time: an 8x8 scan is tiny, and keeping only the scans keeps a
         # large `size` from costing gigabytes of memory up front.
         scan = self.scans[index][None, None]  # (1, 1, 8, 8)

@@ -32,7 +32,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from toolkit import hookimpl
@@ -188,6 +187,8 @@ def _load_rgb(path: Path, size: int) -> Image.Image:
 
 def _split(files: list[Path], split: str, val_fraction: float, seed: int) -> list[Path]:
     """The ``split`` part of ``files``: a seeded ``val_fraction`` is val, the rest train."""
+    import numpy as np
+
     count = min(len(files) - 1, max(1, round(len(files) * val_fraction)))
     if count < 1:
         raise ConfigError(f"imagefolder: {len(files)} image(s) are too few to set aside val_fraction={val_fraction}")

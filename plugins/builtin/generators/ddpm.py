@@ -6,32 +6,32 @@ v-prediction of Salimans & Ho 2022 (https://arxiv.org/abs/2202.00512) as an opti
 classifier-free guidance of Ho & Salimans 2022 (https://arxiv.org/abs/2207.12598) for
 class labels. Sampling goes through the shared samplers (`--sampler ddim --steps 20`).
 
-Reads top to bottom: config, network blocks, UNet, the generator (load, save, generate),
-training (loss and preview), and the hook that registers it.
+Reads top to bottom: config, the generator (load, save, generate), training (loss and
+preview), and the hook that registers it. The UNet is in ddpm_unet.py: torch is imported
+where a model is built or run, not when the plugins load (docs/plugins.md, "Keep start-up fast").
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
-import torch.nn.functional as F
-from einops import rearrange
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Generator, LoadContext, Phase, Trainable, TrainContext
-from toolkit.families.diffusion import VPDenoiser, beta_schedule
-from toolkit.families.inpainting import inpainting_inputs, sample_resampled
 from toolkit.generation.model_folder import (
     load_weights,
     read_square_model_config,
     save_model_folder,
     square_model_config,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from toolkit.families.diffusion import VPDenoiser
 
 # Inpainting: the samplers that follow any sigmas they are given, so they can resample (the
 # diffusers adapters pick their own steps), and RePaint's rounds per tenth of the schedule.
@@ -63,111 +63,6 @@ class DDPMConfig(BaseModel):
     default_guidance_scale: float = Field(2.0, ge=0, le=50)
 
 
-# -- network ------------------------------------------------------------------------------
-
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding (Vaswani et al. 2017) of float timesteps ``(B,)`` -> ``(B, dim)``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = t.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-
-class ResBlock(nn.Module):
-    """Two 3x3 convolutions with the time/class embedding added in between."""
-
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float):
-        super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.dropout = nn.Dropout(dropout)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """x: ``(B, c_in, H, W)``, emb: ``(B, emb_dim)`` -> ``(B, c_out, H, W)``."""
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        return h + self.skip(x)
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention over all pixels, with a residual connection."""
-
-    def __init__(self, channels: int, head_dim: int = 32):
-        super().__init__()
-        self.heads = max(1, channels // head_dim)
-        self.norm, self.qkv, self.out = nn.GroupNorm(8, channels), nn.Conv2d(channels, 3 * channels, 1), nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: ``(B, C, H, W)`` -> same shape."""
-        _, _, h, w = x.shape
-        q, k, v = rearrange(self.qkv(self.norm(x)), "b (three n d) h w -> three b n (h w) d", three=3, n=self.heads)
-        attended = F.scaled_dot_product_attention(q, k, v)  # (B, heads, H*W, head_dim)
-        return x + self.out(rearrange(attended, "b n (h w) d -> b (n d) h w", h=h, w=w))
-
-
-class UNet(nn.Module):
-    """Predicts the noise (or v) in ``x_t`` given the timestep and an optional class."""
-
-    def __init__(self, config: DDPMConfig, num_classes: int):
-        super().__init__()
-        c, emb_dim = config.channels, 4 * config.channels
-        self.num_classes = num_classes
-        self.time_mlp = nn.Sequential(nn.Linear(c, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        # Index num_classes is "no class": what guidance compares against.
-        self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
-        self.stem = nn.Conv2d(3, c, 3, padding=1)
-        widths = [c * m for m in config.channel_mults]
-        self.down, skips, width = nn.ModuleList(), [c], c
-        for level, out in enumerate(widths):
-            for _ in range(config.layers_per_level):
-                attn = SelfAttention(out) if level in config.attention_levels else nn.Identity()
-                self.down.append(nn.ModuleList([ResBlock(width, out, emb_dim, config.dropout), attn]))
-                width = out
-                skips.append(width)
-            if level < len(widths) - 1:
-                self.down.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
-                skips.append(width)
-        self.mid = nn.ModuleList([ResBlock(width, width, emb_dim, config.dropout), SelfAttention(width),
-                                  ResBlock(width, width, emb_dim, config.dropout)])
-        self.up = nn.ModuleList()
-        for level, out in reversed(list(enumerate(widths))):
-            for _ in range(config.layers_per_level + 1):
-                attn = SelfAttention(out) if level in config.attention_levels else nn.Identity()
-                self.up.append(nn.ModuleList([ResBlock(width + skips.pop(), out, emb_dim, config.dropout), attn]))
-                width = out
-            if level > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, width, 3, padding=1)))
-        self.head = nn.Sequential(nn.GroupNorm(8, width), nn.SiLU(), nn.Conv2d(width, 3, 3, padding=1))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """x: ``(B, 3, H, W)`` noisy images; t: ``(B,)`` float timesteps; class_labels: ``(B,)``
-        with ``num_classes`` meaning none. Returns the prediction, ``(B, 3, H, W)``."""
-        emb = self.time_mlp(timestep_embedding(t, self.stem.out_channels))
-        if self.class_emb is not None:
-            if class_labels is None:
-                class_labels = torch.full((x.shape[0],), self.num_classes, device=x.device)
-            emb = emb + self.class_emb(class_labels)
-        h = self.stem(x)
-        skips = [h]
-        for block in self.down:
-            if isinstance(block, nn.ModuleList):
-                h = block[1](block[0](h, emb))
-            else:
-                h = block(h)
-            skips.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
-        for block in self.up:
-            if isinstance(block, nn.ModuleList):
-                h = block[1](block[0](torch.cat([h, skips.pop()], dim=1), emb))
-            else:
-                h = block(h)
-        return self.head(h)
-
-
 # -- the generator ------------------------------------------------------------------------
 
 
@@ -184,6 +79,12 @@ class DDPMGenerator(Generator, Trainable):
     default_sampler, default_steps, default_guidance_scale = "ddim", 20, 2.0
 
     def __init__(self, config: DDPMConfig, *, num_classes: int, size: int):
+        import torch
+
+        from toolkit.families.diffusion import beta_schedule
+
+        from .ddpm_unet import UNet
+
         self.config, self.num_classes, self.size = config, num_classes, size
         # oneDNN's CPU convolutions run faster on channels-last weights (docs/results.md, Speed).
         self.unet = UNet(config, num_classes).to(memory_format=torch.channels_last).eval()
@@ -216,6 +117,9 @@ class DDPMGenerator(Generator, Trainable):
 
     def denoiser(self, unet: nn.Module, labels: torch.Tensor | None, guidance_scale: float) -> VPDenoiser:
         """The UNet as a k-diffusion denoiser, with classifier-free guidance when labels are given."""
+        import torch
+
+        from toolkit.families.diffusion import VPDenoiser
 
         def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             if labels is None or guidance_scale == 1.0:
@@ -231,6 +135,10 @@ class DDPMGenerator(Generator, Trainable):
         the mask is white (``toolkit.families.inpainting``: known-region replacement on the
         pixels, RePaint's resampling with the samplers that allow it, then a composite that
         keeps every other pixel exactly)."""
+        import torch
+
+        from toolkit.families.inpainting import inpainting_inputs, sample_resampled
+
         inpaint = inpainting_inputs(cond, args.n, args.height, args.width)
         if inpaint is not None and inpaint.keeps_everything:
             return inpaint.init_image.clone()
@@ -265,6 +173,9 @@ class DDPMGenerator(Generator, Trainable):
 
     def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean squared error of the predicted noise (or v) at a random timestep."""
+        import torch
+        import torch.nn.functional as F
+
         x0 = batch["image"]  # (B, 3, H, W) in [-1, 1]
         b = x0.shape[0]
         t = torch.randint(0, self.config.num_train_timesteps, (b,), device=x0.device)
@@ -280,6 +191,8 @@ class DDPMGenerator(Generator, Trainable):
         return loss, {"loss": loss.item()}
 
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        import torch
+
         self.unet.eval()
         try:
             labels = torch.arange(n) % self.num_classes if self.num_classes else None

@@ -10,22 +10,21 @@ The pipeline's own ``encode_prompt`` encodes the prompt (the ``diffusers-text``
 conditioner); its UNet is driven by our samplers through ``VPDenoiser`` on the pipeline
 scheduler's training schedule, and its VAE decodes. The pipeline's scheduler itself is
 not used: ``--sampler`` picks any registered sampler, as for every diffusion model.
+torch and diffusers are imported where a pipeline is loaded or run, not when the plugins load.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Generator, LoadContext, TextConditioner, TextEmbedding
 from toolkit.errors import ModelError
-from toolkit.families.cross_attention import reuse_text_keys, text_keys_kwargs
-from toolkit.families.diffusion import VPDenoiser
-from toolkit.families.inpainting import inpainting_inputs
+
+if TYPE_CHECKING:
+    import torch
 
 INDEX = "model_index.json"
 # The pipelines whose prompt encoding and UNet call this generator knows.
@@ -53,6 +52,7 @@ def read_index(folder: Path) -> dict[str, Any] | None:
 def load_pipeline(folder: str, device: str = "cpu") -> Any:
     """The diffusers pipeline in ``folder``, loaded offline (safety checker left out: the
     toolkit's own safety post-processor is opt-in)."""
+    import torch
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as hf_logging
@@ -117,12 +117,14 @@ class DiffusersTextConditioner(TextConditioner):
     def token_dim(self) -> int:
         return int(self.pipe.unet.config.cross_attention_dim)
 
-    @torch.no_grad()
     def embed(self, texts: list[str]) -> TextEmbedding:
         """Prompts -> tokens ``(B, 77, D)``; pooled ``(B, D')`` (SDXL's pooled projection, or
         the mean token for SD 1.x/2.x, which condition on tokens only)."""
-        out = self.pipe.encode_prompt(list(texts), device=self.pipe.device, num_images_per_prompt=1,
-                                      do_classifier_free_guidance=False)
+        import torch
+
+        with torch.no_grad():
+            out = self.pipe.encode_prompt(list(texts), device=self.pipe.device, num_images_per_prompt=1,
+                                          do_classifier_free_guidance=False)
         tokens = out[0]
         pooled = out[2] if len(out) > 2 and out[2] is not None else tokens.mean(1)
         return TextEmbedding(tokens, pooled, None)
@@ -138,6 +140,8 @@ class DiffusersGenerator(Generator):
     default_sampler, default_steps, default_guidance_scale = "dpmpp-2m", 25, 7.5
 
     def __init__(self, pipe: Any):
+        from toolkit.families.cross_attention import reuse_text_keys
+
         self.pipe = pipe
         scheduler = pipe.scheduler
         self.alphas_cumprod = scheduler.alphas_cumprod.double()
@@ -164,6 +168,8 @@ class DiffusersGenerator(Generator):
     def _empty(self, n: int) -> TextEmbedding:
         """What guidance compares against when there is no negative prompt: the empty prompt,
         or zeros where the pipeline says so (SDXL's force_zeros_for_empty_prompt)."""
+        import torch
+
         emb = DiffusersTextConditioner(self.pipe).embed([""])
         if self.pipe.config.get("force_zeros_for_empty_prompt", False):
             emb = TextEmbedding(torch.zeros_like(emb.tokens), torch.zeros_like(emb.pooled), None)
@@ -180,6 +186,12 @@ class DiffusersGenerator(Generator):
         the mask is white: known-region replacement on the init image's latents (the mask
         max-pooled to the latent grid), then a composite in pixels that keeps every other
         pixel exactly (``toolkit.families.inpainting``)."""
+        import torch
+
+        from toolkit.families.cross_attention import text_keys_kwargs
+        from toolkit.families.diffusion import VPDenoiser
+        from toolkit.families.inpainting import inpainting_inputs
+
         inpaint = inpainting_inputs(cond, args.n, args.height, args.width)
         if inpaint is not None and inpaint.keeps_everything:
             return inpaint.init_image.clone()

@@ -31,30 +31,32 @@
   class reached shapes' generator too weakly to change what it draws.
 * Truncation at sampling time (`--truncation`, Brock et al. 2018), from toolkit.families.latent.
 
-Reads top to bottom: config, the discriminator, the generator (load, save, decode),
-training, hook. The generator network is ``toolkit.families.latent.ConvDecoder``, shared with the VAE.
+Reads top to bottom: config, the generator (load, save, decode), training, hook. The
+discriminator and DiffAugment are in gan_discriminator.py, the generator network is
+``toolkit.families.conv_decoder.ConvDecoder`` (shared with the VAE): torch is imported where a
+model is built or trained, not when the plugins load (docs/plugins.md, "Keep start-up fast").
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Phase, Trainable, TrainContext
-from toolkit.families.latent import ConvDecoder, LatentGenerator, pyramid_levels
+from toolkit.families.latent import LatentGenerator
 from toolkit.generation.model_folder import (
     load_weights,
     read_square_model_config,
     save_model_folder,
     square_model_config,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class GANConfig(BaseModel):
@@ -79,61 +81,6 @@ class GANConfig(BaseModel):
     default_truncation: float | None = Field(None, gt=0, description="truncation used when a request sets none")
 
 
-# -- networks ------------------------------------------------------------------------------
-
-
-class DiscriminatorNet(nn.Module):
-    """Image ``(B, 3, size, size)`` (+ class) -> realness score ``(B,)``."""
-
-    def __init__(self, config: GANConfig, num_classes: int, size: int):
-        super().__init__()
-        sn = spectral_norm if config.spectral_norm else (lambda m: m)
-        widths = [config.channels * 2**i for i in range(pyramid_levels(size, "GAN") + 1)]  # full size ... 4x4
-        # Without normalisation no module is added, so older checkpoints keep their layer indices.
-        norm = (lambda c: [nn.GroupNorm(8, c)]) if config.discriminator_norm == "group" else (lambda c: [])
-        layers: list[nn.Module] = [sn(nn.Conv2d(3, widths[0], 3, padding=1)), nn.LeakyReLU(0.2)]
-        for c_in, c_out in zip(widths, widths[1:]):
-            layers += [sn(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)), *norm(c_out), nn.LeakyReLU(0.2),
-                       sn(nn.Conv2d(c_out, c_out, 3, padding=1)), *norm(c_out), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers)
-        self.minibatch_std = config.minibatch_std
-        self.score = sn(nn.Linear(widths[-1] + int(config.minibatch_std), 1))
-        # Projection: the class enters as an inner product with the features (Miyato & Koyama 2018).
-        self.class_emb = sn(nn.Embedding(num_classes, widths[-1])) if num_classes else None
-        # Not spectrally normalised: SN bounds the logits' scale, and a classifier that cannot
-        # grow confident gives the generator almost no push towards the class.
-        self.classifier = nn.Linear(widths[-1], num_classes) if num_classes and config.aux_classifier else None
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Scores ``(B,)``; with ``with_logits`` also the auxiliary classifier's ``(B, classes)``."""
-        h = self.features(x).sum(dim=(2, 3))  # (B, C): sum pooling keeps the scale SN controls
-        scored = h
-        if self.minibatch_std:  # one number for the whole batch: how much its images differ
-            spread = h.std(dim=0, unbiased=False).mean() if len(h) > 1 else h.new_zeros(())
-            scored = torch.cat([h, spread.expand(len(h), 1)], dim=1)  # (B, C + 1)
-        out = self.score(scored).squeeze(1)
-        if self.class_emb is not None:
-            out = out + (self.class_emb(labels) * h).sum(dim=1)
-        if with_logits:
-            assert self.classifier is not None, "with_logits needs aux_classifier > 0 and classes"
-            return out, self.classifier(h)
-        return out
-
-
-def diff_augment(x: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Shift each image ``(B, C, H, W)`` by a random whole number of pixels up to
-    ``fraction`` of its size, filling with the border (DiffAugment's translation)."""
-    b, _, h, w = x.shape
-    pad = max(1, round(fraction * h))
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (B, H)
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (B, W)
-    index = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
 # -- the generator -------------------------------------------------------------------------
 
 
@@ -147,6 +94,12 @@ class GANGenerator(LatentGenerator, Trainable):
     ema_modules = ("generator",)
 
     def __init__(self, config: GANConfig, *, num_classes: int, size: int, discriminator: bool = True):
+        from torch import nn
+
+        from toolkit.families.conv_decoder import ConvDecoder
+
+        from .gan_discriminator import DiscriminatorNet
+
         self.config, self.num_classes, self.size, self.latent_dim = config, num_classes, size, config.latent_dim
         self.default_truncation = config.default_truncation
         self.generator = ConvDecoder(config.latent_dim, size, config.channels, num_classes=num_classes,
@@ -190,6 +143,8 @@ class GANGenerator(LatentGenerator, Trainable):
                 Phase("generator", ("generator",), self.generator_loss, lr=c.lr_generator, betas=c.betas)]
 
     def _fakes(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        import torch
+
         b = batch["image"].shape[0]
         labels = batch["class_label"] if self.num_classes else None
         z = torch.randn(b, self.latent_dim, device=ctx.device)
@@ -202,10 +157,15 @@ class GANGenerator(LatentGenerator, Trainable):
     def _score(self, images: torch.Tensor, labels: torch.Tensor | None, ctx: TrainContext):
         """Scores ``(B,)``, or (scores, class logits ``(B, classes)``) with the auxiliary classifier."""
         if self.config.diffaugment:
+            from .gan_discriminator import diff_augment
+
             images = diff_augment(images, self.config.diffaugment)
         return ctx.modules["discriminator"](images, labels, with_logits=self._aux)
 
     def discriminator_loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+        import torch
+        import torch.nn.functional as F
+
         with torch.no_grad():
             fake, labels = self._fakes(batch, ctx)
         real = batch["image"].detach().requires_grad_(self.config.r1_gamma > 0)
@@ -230,6 +190,8 @@ class GANGenerator(LatentGenerator, Trainable):
         return loss, {"loss_d": loss.item(), **logs}
 
     def generator_loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+        import torch.nn.functional as F
+
         fake, labels = self._fakes(batch, ctx)
         score = self._score(fake, labels, ctx)
         logs = {}
@@ -243,6 +205,8 @@ class GANGenerator(LatentGenerator, Trainable):
         return loss, {"loss_g": loss.item(), **logs}
 
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        import torch
+
         self.generator.eval()
         try:
             labels = torch.arange(n) % self.num_classes if self.num_classes else None

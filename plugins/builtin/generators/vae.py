@@ -14,30 +14,32 @@
 Besides sampling, the generator encodes images, decodes latents and interpolates
 between two images or two seeds (``toolkit interpolate``).
 
-Reads top to bottom: config, the encoder, the generator (load, save, encode/decode, prior),
-training, hook. The decoder is ``toolkit.families.latent.ConvDecoder``, shared with the GAN.
+Reads top to bottom: config, the generator (load, save, encode/decode, prior), training,
+hook. The encoder is in vae_networks.py, the decoder is ``toolkit.families.conv_decoder.ConvDecoder``
+(shared with the GAN): torch is imported where a model is built or run, not when the plugins
+load (docs/plugins.md, "Keep start-up fast").
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from toolkit import hookimpl
 from toolkit.components import Conditioning, GenerateArgs, Phase, Trainable, TrainContext
-from toolkit.families.latent import ConvDecoder, LatentGenerator, pyramid_levels, sample_latents
+from toolkit.families.latent import LatentGenerator, sample_latents
 from toolkit.generation.model_folder import (
     load_weights,
     read_square_model_config,
     save_model_folder,
     square_model_config,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 PRIOR_FILE = "prior.safetensors"
 
@@ -57,43 +59,6 @@ class VAEConfig(BaseModel):
     default_truncation: float | None = Field(None, gt=0, description="truncation used when a request sets none")
 
 
-# -- networks ------------------------------------------------------------------------------
-
-
-class Encoder(nn.Module):
-    """Image ``(B, 3, S, S)`` (+ class) -> posterior mean and log-variance, each ``(B, latent_dim)``."""
-
-    def __init__(self, config: VAEConfig, num_classes: int, size: int):
-        super().__init__()
-        widths = [config.channels * 2**i for i in range(pyramid_levels(size, "VAE") + 1)]  # full size ... 4x4
-        # The class enters as extra constant input planes.
-        self.class_emb = nn.Embedding(num_classes, config.class_dim) if num_classes else None
-        c_in = 3 + (config.class_dim if num_classes else 0)
-        layers: list[nn.Module] = [nn.Conv2d(c_in, widths[0], 3, padding=1), nn.SiLU()]
-        for a, b in zip(widths, widths[1:]):
-            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.GroupNorm(8, b), nn.SiLU(),
-                       nn.Conv2d(b, b, 3, padding=1), nn.GroupNorm(8, b), nn.SiLU()]
-        self.features = nn.Sequential(*layers)
-        self.posterior = nn.Linear(widths[-1] * 16, 2 * config.latent_dim)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.class_emb is not None:
-            planes = self.class_emb(labels)[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, class_dim, S, S)
-            x = torch.cat([x, planes], dim=1)
-        mean, logvar = self.posterior(self.features(x).flatten(1)).chunk(2, dim=1)
-        return mean, logvar.clamp(-30, 20)  # keeps exp() finite early in training
-
-
-class VAENet(nn.Module):
-    """Encoder and decoder as one module, so one optimizer (and one EMA) holds both."""
-
-    def __init__(self, config: VAEConfig, num_classes: int, size: int):
-        super().__init__()
-        self.encoder = Encoder(config, num_classes, size)
-        self.decoder = ConvDecoder(config.latent_dim, size, config.channels, num_classes=num_classes,
-                                   class_dim=config.class_dim, activation=nn.SiLU, model="VAE")
-
-
 # -- the generator -------------------------------------------------------------------------
 
 
@@ -107,6 +72,8 @@ class VAEGenerator(LatentGenerator, Trainable):
     ema_modules = ("vae",)
 
     def __init__(self, config: VAEConfig, *, num_classes: int, size: int):
+        from .vae_networks import VAENet
+
         self.config, self.num_classes, self.size, self.latent_dim = config, num_classes, size, config.latent_dim
         self.default_truncation = config.default_truncation
         self.net = VAENet(config, num_classes, size).eval()
@@ -142,6 +109,8 @@ class VAEGenerator(LatentGenerator, Trainable):
     def draw_latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator,
                      truncation: float | None = None) -> torch.Tensor:
         """``(n, latent_dim)``: from N(0, I), or from the fitted mixture of each label's class."""
+        import torch
+
         if self.mixture is None:
             return sample_latents(n, self.latent_dim, generator, truncation)
         rows = labels.cpu() if labels is not None else torch.zeros(n, dtype=torch.long)
@@ -157,6 +126,8 @@ class VAEGenerator(LatentGenerator, Trainable):
         """prior: gmm: encode the training images and fit each class's mixture to their codes."""
         if self.config.prior != "gmm":
             return
+        import numpy as np
+        import torch
         from sklearn.mixture import GaussianMixture
         from torch.utils.data import DataLoader
 
@@ -198,6 +169,9 @@ class VAEGenerator(LatentGenerator, Trainable):
 
     def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         """Negative ELBO per image: Gaussian reconstruction + β·KL(q(z|x) || N(0, I))."""
+        import torch
+        import torch.nn.functional as F
+
         x = batch["image"]  # (B, 3, S, S)
         labels = batch["class_label"] if self.num_classes else None
         net = ctx.modules["vae"]
@@ -210,6 +184,8 @@ class VAEGenerator(LatentGenerator, Trainable):
         return loss, {"loss": loss.item(), "kl": kl.mean().item(), "mse": F.mse_loss(recon, x).item()}
 
     def preview(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        import torch
+
         self.net.eval()
         try:
             labels = torch.arange(n) % self.num_classes if self.num_classes else None
@@ -221,6 +197,8 @@ class VAEGenerator(LatentGenerator, Trainable):
 
 def _images_and_labels(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """Only what the prior fit needs: images ``(B, 3, S, S)`` and labels ``(B,)`` (0 when unlabelled)."""
+    import torch
+
     return torch.stack([s["image"] for s in samples]), torch.tensor([s.get("class_label", 0) for s in samples])
 
 

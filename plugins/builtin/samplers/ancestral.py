@@ -11,11 +11,10 @@ more steps than DDIM (the original paper samples with all 1000).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-
-from toolkit.families.diffusion import sample_loop
+if TYPE_CHECKING:
+    import torch
 
 
 def sample_ddpm(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor,
@@ -23,6 +22,9 @@ def sample_ddpm(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: tor
                 disable: bool | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """x: ``(batch, C, H, W)`` noise scaled by ``sigmas[0]``; sigmas: ``(steps + 1,)`` -> sample, same shape.
     Fresh noise comes from ``generator``, so a seed reproduces the sample."""
+    import torch
+
+    from toolkit.families.diffusion import sample_loop
 
     def update(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
         ratio = (sigma_next / sigma) ** 2

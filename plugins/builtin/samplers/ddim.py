@@ -6,17 +6,17 @@ the denoised estimate is kept and the noise it implies is rescaled to the next l
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-
-from toolkit.families.diffusion import sample_loop
+if TYPE_CHECKING:
+    import torch
 
 
 def sample_ddim(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor,
                 extra_args: dict[str, Any] | None = None, callback: Callable[[dict], None] | None = None,
                 disable: bool | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """x: ``(batch, C, H, W)`` noise scaled by ``sigmas[0]``; sigmas: ``(steps + 1,)`` -> sample, same shape."""
+    from toolkit.families.diffusion import sample_loop
 
     def update(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
         return denoised + (sigma_next / sigma) * (x - denoised)

@@ -8,12 +8,14 @@ scores an image against a shapes caption.
     dataset.py    the ``shapes`` dataset, with a held-out split of unseen combinations
     evaluator.py  finds the objects in an image and checks them against a caption
     freefit.py    how the evaluator reads turned and partly hidden objects
+
+The evaluator (scipy) is imported when it is first used, not when the plugin registers:
+``from toolkit_plugins.datasets.shapes import ShapesEvaluator`` works as for every other name.
 """
 
 from toolkit import hookimpl
 
 from .dataset import ShapesDataset, heldout_combinations
-from .evaluator import DetectedObject, EvalResult, ShapesEvaluator
 from .free import FreeObject, FreeScene, render_free, sample_free_scene
 from .render import render
 from .scene import COLOURS, POSITIONS, SHAPES, SIZES, Scene, ShapeObject, caption, parse_caption, sample_scene
@@ -25,6 +27,17 @@ __all__ = [
     "FreeObject", "FreeScene", "sample_free_scene", "render_free", "draw_sketch",
     "COLOURS", "SHAPES", "SIZES", "POSITIONS",
 ]
+
+
+_FROM_EVALUATOR = ("DetectedObject", "EvalResult", "ShapesEvaluator")
+
+
+def __getattr__(name: str):
+    if name in _FROM_EVALUATOR:
+        from . import evaluator
+
+        return getattr(evaluator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl

@@ -15,19 +15,22 @@ turned and overlapping, with sketches drawn the way people draw (sketches.py) or
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from toolkit.components import Dataset
 from toolkit.errors import InvalidRequestError
 
-from .evaluator import ShapesEvaluator
 from .free import MAX_FREE_OBJECTS, FreeScene, free_coverage, render_free, sample_free_scene
 from .render import MIN_SIZE, render
 from .scene import COLOURS, MAX_OBJECTS, SHAPES, Scene, ShapeObject, all_combinations, caption, sample_scene
 from .sketches import draw_sketch
+
+if TYPE_CHECKING:  # torch, and scipy under the evaluator, are imported where samples are made or scored
+    import torch
+
+    from .evaluator import ShapesEvaluator
 
 HELDOUT_FRACTION = 0.15
 DEFAULT_LENGTHS = {"train": 20_000, "test": 2_000, "heldout": 1_000}
@@ -141,6 +144,8 @@ class ShapesDataset(Dataset):
         object in caption order. In the free layout each dict also has "centre" ``[x, y]`` and
         "radius" in pixels, "rotation" in degrees clockwise (free.py), "visible" (the share of
         the object not hidden by later ones) and "sketched" (whether the sketch draws it)."""
+        import torch
+
         rng = self._rng(int(index))
         scene = self._sample_scene(rng)
         if self.layout == "free":
@@ -183,6 +188,8 @@ class ShapesDataset(Dataset):
             (obj.shape, obj.colour, obj.size, obj.position), flags))) for obj, flags in zip(scene, keep)])
 
     def _evaluator(self) -> ShapesEvaluator:
+        from .evaluator import ShapesEvaluator
+
         return ShapesEvaluator(layout=self.layout)
 
     def image_scores(self, images: torch.Tensor, class_labels: torch.Tensor | None) -> dict[str, float]:

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
 from toolkit.errors import InvalidRequestError
 
@@ -206,6 +205,8 @@ def _apart(a: FreeObject, b: FreeObject) -> float:
 def _in_view(shown: np.ndarray, full: np.ndarray) -> bool:
     """Whether an object whose full raster mask is ``full`` ``(RASTER, RASTER)`` and whose
     uncovered part is ``shown`` keeps enough of itself in view, in one piece."""
+    from scipy import ndimage  # here, not at plugin load: scipy is slow to import
+
     if np.count_nonzero(shown) < MIN_VISIBLE * np.count_nonzero(full):
         return False
     return ndimage.label(shown)[1] == 1

@@ -28,8 +28,10 @@ Three stages, each trained with ``toolkit train`` and each reusable on its own:
 
 The modules: ``config`` (the ``model:`` section and the folder's config.json),
 ``autoencoder`` (stage 2), ``denoiser`` (stage 3: the generator and its training), ``unet``
-(the UNet, its schedule and guidance), ``text`` (text conditioner, adapter, encoder copy),
-``previews`` (the fixed inputs of training previews).
+(the UNet, its schedule and guidance), ``text`` (text conditioner, adapter, encoder copy) and
+``text_adapter`` (the adapter's network), ``controlnet`` and ``controlnet_stage`` (stage 4,
+sketch control), ``previews`` (the fixed inputs of training previews). torch and diffusers
+are imported where a network is built, loaded or run, not when this plugin registers.
 """
 
 from __future__ import annotations
@@ -39,9 +41,8 @@ from toolkit import hookimpl
 from .autoencoder import AutoencoderStage
 from .config import LDMConfig
 from .denoiser import LDMGenerator
-from .text import TextAdapter
 
-__all__ = ["AutoencoderStage", "LDMConfig", "LDMGenerator", "TextAdapter"]
+__all__ = ["AutoencoderStage", "LDMConfig", "LDMGenerator"]
 
 
 @hookimpl

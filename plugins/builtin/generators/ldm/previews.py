@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from toolkit.components import Dataset
-from toolkit.train.data import evaluation_samples
 
 
 class FixedSamples:
@@ -24,6 +21,10 @@ class FixedSamples:
         dataset draws them, ``sketches`` ``(n, 1, H, W)`` in [0, 1]; fewer than ``n`` when the
         split is smaller."""
         if self._taken is None or len(self._taken["captions"]) < n:
+            import torch
+
+            from toolkit.train.data import evaluation_samples
+
             samples = evaluation_samples(self.dataset, max(n, 16))
             self._taken = {"images": torch.stack([s["image"] for s in samples]), "captions": [s.get("caption", "") for s in samples],
                            "labels": torch.tensor([s.get("class_label", 0) for s in samples])}

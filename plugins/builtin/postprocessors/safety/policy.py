@@ -41,9 +41,8 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -51,6 +50,9 @@ from toolkit.errors import ConfigError
 
 from .normalise import Normaliser
 from .terms import compile_term, normalise, prompt_pieces
+
+if TYPE_CHECKING:  # the semantic match imports it, with the sentence encoder
+    import torch
 
 DEFAULT_POLICY = Path(__file__).parent / "default.yaml"
 ACTIONS = ("flag", "blur", "block")  # least to most severe: an image gets the most severe that matched
@@ -230,6 +232,8 @@ class Policy:
         with_examples = {n: c for n, c in self.categories.items() if c.examples}
         if not with_examples or not prompts:
             return {}
+        import torch
+
         from .encoder import SentenceEncoder
 
         encoder = SentenceEncoder.load()

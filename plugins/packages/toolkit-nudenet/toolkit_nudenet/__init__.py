@@ -16,13 +16,13 @@ detections from 0.2 up).
 from __future__ import annotations
 
 import threading
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from toolkit import hookimpl
 from toolkit.components import PostContext, SafetyClassifier
+
+if TYPE_CHECKING:  # imported where images are scored: toolkit loads this plugin at every start
+    import torch
 
 # Every label the detector gives (nudenet 3.4), the concepts a policy may name.
 LABELS = (
@@ -66,6 +66,9 @@ class NudeNet(SafetyClassifier):
     def detect(self, images: torch.Tensor) -> list[list[dict[str, Any]]]:
         """images ``(B, 3, H, W)`` in [-1, 1] -> NudeNet's detections per image:
         ``{"class": label, "score": float, "box": [x, y, w, h]}``."""
+        import numpy as np
+        import torch
+
         pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         # NudeNet reads files with OpenCV: hand it what cv2.imread would give, (H, W, 3) BGR.
         bgr = pixels.permute(0, 2, 3, 1).flip(-1).numpy()  # (B, H, W, 3)
@@ -74,6 +77,8 @@ class NudeNet(SafetyClassifier):
 
     def score(self, images: torch.Tensor, concepts: list[str], ctx: PostContext) -> torch.Tensor:
         """``(B, 3, H, W)`` in [-1, 1] -> ``(B, C)``: per label, the best detection's confidence."""
+        import torch
+
         scores = torch.zeros(images.shape[0], len(concepts))
         for i, found in enumerate(self.detect(images)):
             for detection in found:
