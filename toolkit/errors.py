@@ -63,6 +63,11 @@ class UserConfigError(ConfigError):
     installed, a device this machine lacks)."""
 
 
+class DatasetError(ToolkitError):
+    """A dataset cannot be built here: something it reads (a font, a folder of data) is missing
+    or unusable. The message says how to get it."""
+
+
 class CheckpointError(ToolkitError):
     """A training checkpoint is missing, incomplete or corrupt."""
 

@@ -1,0 +1,183 @@
+"""The `emoji` dataset plugin: English captions from CLDR names, the held-out split, what the
+font cannot draw, and the one line a missing font gets. Tests that draw skip without a colour
+emoji font (Debian/Ubuntu: sudo apt-get install fonts-noto-color-emoji)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from toolkit_plugins.datasets.emoji import EmojiDataset, all_emoji, english, find_font, heldout_hair, heldout_tones
+from toolkit_plugins.datasets.emoji.font import load_font, scan
+
+from toolkit.cli import cli
+from toolkit.errors import DatasetError, ToolkitWarning
+
+needs_font = pytest.mark.skipif(find_font() is None, reason="no colour emoji font: apt-get install fonts-noto-color-emoji")
+INFO = {info.emoji: info for info in all_emoji()}
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, EmojiDataset]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ToolkitWarning)
+        return {split: EmojiDataset(split, size=32) for split in EmojiDataset.splits}
+
+
+# -- captions and attributes (no font needed) -------------------------------------------------
+
+
+@pytest.mark.parametrize(("emoji", "caption"), [
+    ("\U0001F469\U0001F3FE\u200d\U0001F9B0", "a woman with red hair, medium-dark skin tone"),
+    ("\U0001F436", "a dog face"),
+    ("\U0001F1EB\U0001F1F7", "the flag of France"),
+    ("\U0001F1FA\U0001F1F8", "the flag of the United States"),
+    ("\U0001F44D\U0001F3FD", "a thumbs up, medium skin tone"),
+    ("\U0001F469\u200d\U0001F9B2", "a bald woman"),
+    ("\U0001F9D4\U0001F3FB\u200d\u2640\ufe0f", "a woman with a beard, light skin tone"),
+    ("\U0001F468\u200d\U0001F469\u200d\U0001F467", "a family of a man, a woman and a girl"),
+    ("\U0001F44F", "clapping hands"),
+    ("\u231B", "an hourglass done"),
+    ("\U0001F984", "a unicorn"),
+    ("1\ufe0f\u20e3", "a keycap showing 1"),
+    ("\U0001F600", "a grinning face"),
+    ("\U0001F46D\U0001F3FE", "women holding hands, medium-dark skin tone"),
+])
+def test_captions_are_natural_english(emoji, caption):
+    assert INFO[emoji].phrase == caption
+
+
+def test_attributes_are_kept_for_evaluation():
+    info = INFO["\U0001F469\U0001F3FE\u200d\U0001F9B0"]
+    assert info.attributes() == {
+        "emoji": "\U0001F469\U0001F3FE\u200d\U0001F9B0", "name": "woman_medium-dark_skin_tone_red_hair",
+        "base": "\U0001F469\u200d\U0001F9B0", "base_name": "woman_red_hair", "skin_tone": "medium-dark",
+        "hair": "red", "person": "woman", "gender": "female", "category": "people"}
+    mixed = INFO["\U0001F9D1\U0001F3FB\u200d\U0001F91D\u200d\U0001F9D1\U0001F3FF"]
+    assert mixed.skin_tone == "light/dark" and mixed.tones == ("light", "dark")
+    assert mixed.phrase == "people holding hands, light and dark skin tones"
+    categories = {INFO[e].category for e in ("\U0001F436", "\U0001F34E", "\U0001F1EB\U0001F1F7", "\U0001F600",
+                                             "\u2795", "\U0001F697", "\U0001F52D")}
+    assert categories == {"animals", "food", "flags", "smileys", "symbols", "travel", "objects"}
+    assert INFO["\u2640\ufe0f"].gender is None  # the female sign alone is a symbol
+    assert english("Aries") == "the zodiac sign Aries" and english("SOS_button") == "an SOS button"
+
+
+def test_heldout_combinations_are_fixed_by_the_seed():
+    assert heldout_tones(0) == heldout_tones(0) and heldout_tones(0) != heldout_tones(1)
+    hair = heldout_hair(0)
+    assert len(hair) == 3 and len({p for p, _ in hair}) == 3 and len({h for _, h in hair}) == 3
+    toneable = {info.base_name for info in all_emoji() if info.skin_tone}
+    assert 0.08 * len(toneable) < len(heldout_tones(0)) < 0.25 * len(toneable)
+
+
+# -- the dataset (needs the font) ---------------------------------------------------------------
+
+
+@needs_font
+def test_samples_are_centred_emoji_with_captions(data):
+    sample = data["train"][0]
+    image = sample["image"]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert image.min() >= -1 and image.max() <= 1
+    assert torch.equal(image[:, 0, 0], torch.ones(3))  # a white background
+    assert (image[:, 12:20, 12:20] < 0.9).any()  # and the emoji in the middle
+    info, caption = data["train"].info(0)
+    assert sample["caption"] == caption and info.phrase in caption
+    assert sample["attributes"]["emoji"] == info.emoji and sample["attributes"]["heldout"] is False
+    black = EmojiDataset(size=16, background="black", templates=False)
+    assert torch.equal(black[0]["image"][:, 0, 0], -torch.ones(3))
+    assert len(black) == len(data["train"]) // 4 and black[0]["caption"] == black.info(0)[0].phrase
+
+
+@needs_font
+def test_every_emoji_gets_every_caption_template_once(data):
+    train = data["train"]
+    n = len(train.items)
+    captions = [train.info(k * n)[1] for k in range(4)]  # the first emoji, in each block of n samples
+    phrase = train.items[0].phrase
+    assert sorted(captions) == sorted([phrase, f"an emoji of {phrase}", f"{phrase} emoji", f"a picture of {phrase}"])
+
+
+@needs_font
+def test_heldout_combinations_are_only_in_test(data):
+    train, test = data["train"], data["test"]
+    tones, hair = train.heldout_tones, train.heldout_hair
+
+    def combinations(info):
+        return {(info.base_name, t) for t in info.tones} | {(info.person, info.hair)}
+
+    assert not any(combinations(info) & (tones | hair) for info in train.items)
+    assert all(combinations(info) & (tones | hair) for info in test.items)
+    seen = set().union(*(combinations(info) for info in test.items))
+    assert hair <= seen  # every held-out (person, hair) pair is drawn in test
+    assert len(tones & seen) > 0.9 * len(tones)
+    assert {i.emoji for i in train.items}.isdisjoint(i.emoji for i in test.items)
+    assert len(train.items) + len(test.items) == train.drawable
+    assert all(sample["attributes"]["heldout"] for sample in (test[0], test[len(test) - 1]))
+
+
+@needs_font
+def test_skipped_emoji_are_counted_and_reported_once():
+    font = load_font()
+    everything = tuple(INFO)
+    scan.cache_clear()
+    with pytest.warns(ToolkitWarning) as caught:
+        drawable, skipped = scan(font, everything)
+    message = str(caught[0].message)
+    assert len(caught) == 1 and "\n" not in message
+    assert f"draws {len(drawable):,} of the {len(everything):,}" in message
+    assert len(drawable) + sum(skipped.values()) == len(everything)
+    assert set(skipped) <= {"missing", "several glyphs", "unknown flag"}
+    assert "\U0001F436" in drawable and "\U0001F469\U0001F3FE\u200d\U0001F9B0" in drawable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scan(font, everything)  # cached: no second warning
+
+
+@needs_font
+def test_the_preview_command_draws_a_grid(tmp_path, registry):
+    out = tmp_path / "emoji.png"
+    result = CliRunner().invoke(cli, ["dataset", "preview", "emoji", "--n", "4", "--out", str(out)], obj={})
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size[0] > 200
+
+
+def test_a_missing_font_is_one_line_saying_how_to_install_one(tmp_path, registry):
+    result = CliRunner().invoke(cli, ["dataset", "preview", "emoji", "-o", "font=/nonexistent.ttf",
+                                      "--out", str(tmp_path / "x.png")], obj={})
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:")
+    assert "apt-get install fonts-noto-color-emoji" in lines[0] and "font=PATH" in lines[0]
+    assert "seguiemj.ttf" in lines[0] and "Apple Color Emoji" in lines[0]
+    not_a_font = tmp_path / "font.ttf"
+    not_a_font.write_text("not a font")
+    with pytest.raises(DatasetError, match="cannot read .* as a font"):
+        EmojiDataset(font=str(not_a_font))
+
+
+def test_no_font_found_says_how_to_install_one(monkeypatch):
+    from toolkit_plugins.datasets.emoji import font
+
+    monkeypatch.setattr(font, "FONT_PATHS", ("/nonexistent/NotoColorEmoji.ttf",))
+    font.load_font.cache_clear()
+    with pytest.raises(DatasetError, match="needs a colour emoji font and found none: install"):
+        EmojiDataset()
+    font.load_font.cache_clear()
+
+
+def test_bad_options_are_refused():
+    from toolkit.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="no options \\['colour'\\]"):
+        EmojiDataset(colour="red")
+    with pytest.raises(InvalidRequestError, match="size must be"):
+        EmojiDataset(size=4)
+    with pytest.raises(InvalidRequestError, match="background must be"):
+        EmojiDataset(background="plaid")
+    with pytest.raises(InvalidRequestError, match="templates must be true or false"):
+        EmojiDataset(templates="sometimes")
