@@ -10,7 +10,7 @@ process, start-up included. The threads column is what each run used, from
 `toolkit --debug`'s "threads:" line (the default's choice can differ between runs).
 
     python benchmarks/threads.py            # 5 repeats, about 6 minutes on 2 cores
-    python benchmarks/threads.py --quick    # 1 repeat: a smoke run
+    python benchmarks/threads.py --quick    # a smoke run: 1 repeat, two settings, no warm-up
     python benchmarks/threads.py --busy torch     # the busy process: torch on one thread
     python benchmarks/threads.py --busy-nice 19   # the busy process: a background job at nice 19
 
@@ -71,7 +71,8 @@ def spinner(kind: str, niceness: int) -> subprocess.Popen:
 def measure(settings: dict[str, list[str]], repeats: int, args: argparse.Namespace,
             out: str) -> dict[tuple[str, str], list[tuple[float, float, int]]]:
     """Each setting's runs, quiet and busy: {(condition, setting): [(generate s, wall s, threads), ...]}."""
-    run([], out)  # warm the file cache
+    if not args.quick:  # a smoke run measures nothing worth warming for
+        run([], out)  # warm the file cache
     results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
     for condition in ("quiet", "busy"):
         busy = spinner(args.busy, args.busy_nice) if condition == "busy" else None
@@ -92,7 +93,7 @@ def measure(settings: dict[str, list[str]], repeats: int, args: argparse.Namespa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="1 repeat: a smoke run (tests/core/test_benchmarks.py)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (tests/core/test_benchmarks.py): 1 repeat, two settings, no warm-up")
     parser.add_argument("--busy", choices=list(BUSY), default="python",
                         help="the busy process: a pure-Python loop, or torch multiplying matrices on one thread")
     parser.add_argument("--busy-nice", type=int, default=0, help="niceness of the busy process (19: a background job)")
@@ -101,6 +102,8 @@ def main() -> None:
     old = torch_default()
     settings = {f"torch's default (--threads {old})": ["--threads", str(old)], "one thread (--threads 1)": ["--threads", "1"],
                 "toolkit's default": []}
+    if args.quick:  # a given count and the default are the two ways a count is set: one of each
+        settings.pop(f"torch's default (--threads {old})")
     print(f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable; load average before: "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="threads-") as out:

@@ -33,7 +33,7 @@ QUICK = {
     "sketch_control": ("sketch / no sketch: median", [], 35),
     "startup": ("ratio (median, 95% interval)", [], 44),
     "text_to_image": ("| sampler | steps | s / image |", [], 51),
-    "threads": ("| setting | quiet: threads | quiet: generate s |", [], 60),
+    "threads": ("| setting | quiet: threads | quiet: generate s |", [], 36),
     "trainer_overhead": ("wall time: plain PyTorch loop", [], 12),
     "upscale": ("| method | 64 -> 256 (wall / CPU s) | 256 -> 1024 (wall / CPU s) |", [], 33),
     "watermark": ("Payload exactly recovered, % of images", [], 40),  # measures ours alone without the `bench` extra
