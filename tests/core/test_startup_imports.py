@@ -1,5 +1,5 @@
 """The commands people run to look around start without torch: `toolkit --help`, `toolkit
-models`, `toolkit plugins` (and `toolkit config`) import none of the heavy libraries, though
+models`, `toolkit plugins`, `toolkit config` and any command's `--help` import none of the heavy libraries, though
 every plugin is loaded and registers (issue #27). A plugin module imports light things only;
 torch and the networks come with the work that needs them (docs/plugins.md, "Keep start-up
 fast"). A behaviour test, not a timed one: benchmarks/startup.py measures the time."""
@@ -12,8 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
-from toolkit.cli import cli
 
 # Each of these takes from a tenth of a second (scipy) to seconds (torch, transformers) to import.
 HEAVY = ("torch", "diffusers", "open_clip", "transformers", "torchvision", "scipy", "skimage", "accelerate")
@@ -29,9 +27,10 @@ finally:
     print("heavy modules:", [m for m in {heavy!r} if m in sys.modules], file=sys.stderr)
 """
 
-COMMANDS = [["--help"], ["models"], ["models", "--json"], ["plugins"], ["plugins", "--json"]]
-if "config" in cli.commands:
-    COMMANDS += [["config"], ["config", "--help"]]
+# Every command's --help too: it is printed before the command would choose torch's threads.
+COMMANDS = [["--help"], ["models"], ["models", "--json"], ["plugins"], ["plugins", "--json"], ["config"],
+            ["config", "--help"], ["generate", "--help"], ["train", "-h"], ["dataset", "preview", "--help"],
+            ["eval", "--help"], ["--threads", "1", "post", "--help"]]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

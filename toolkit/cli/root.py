@@ -144,6 +144,9 @@ def print_error(error: Exception | str) -> None:
     console.print(f"[bold red]Error:[/] {escape(' '.join(str(error).split()))}", highlight=False, soft_wrap=True)
 
 
+HELP_ONLY = "toolkit.help_only"  # ctx.meta: the command line asks a command for its --help
+
+
 class ToolkitGroup(click.Group):
     """Turns ToolkitErrors into one line on stderr and exit status 1, and a command line
     click cannot read into one line and exit status 2. A command name is taken once: a
@@ -166,6 +169,14 @@ class ToolkitGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as error:
             _usage_error(error)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        # `toolkit generate --help` prints its help while its options are parsed, which is
+        # after this group's callback: the callback then need not choose torch's threads.
+        options = rest[:rest.index("--")] if "--" in rest else rest
+        ctx.meta[HELP_ONLY] = any(arg in ctx.help_option_names for arg in options)
+        return name, cmd, rest
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
@@ -221,7 +232,7 @@ def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
         ctx.obj = CommandContext(debug)
     warnings.showwarning = show_warning
     command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
-    if not debug and not getattr(command, "runs_torch", True):
+    if not debug and (not getattr(command, "runs_torch", True) or ctx.meta.get(HELP_ONLY)):
         check_threads(threads)  # a mistake fails it as any command; torch is not imported
         return
     choice = choose_threads(threads)  # before any command's torch work
