@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -91,6 +92,24 @@ def test_samples_are_centred_emoji_with_captions(data):
     black = EmojiDataset(size=16, background="black", templates=False)
     assert torch.equal(black[0]["image"][:, 0, 0], -torch.ones(3))
     assert len(black) == len(data["train"]) // 4 and black[0]["caption"] == black.info(0)[0].phrase
+
+
+@needs_font
+def test_sketches_are_the_emoji_outlines_as_the_sketch_conditioner_traces_them():
+    from toolkit_plugins.conditioners.sketch_lines import sketch_lines
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ToolkitWarning)
+        sketched = EmojiDataset(size=64, sketch=True, templates=False)
+    sample = sketched[0]
+    sketch = sample["sketch"]
+    assert sketch.shape == (1, 64, 64) and sketch.dtype == torch.float32
+    assert 0 <= sketch.min() and sketch.max() <= 1
+    assert 0.02 < (sketch > 0.5).float().mean() < 0.5  # lines, neither empty nor filled
+    pixels = ((sample["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+    traced = sketch_lines(Image.fromarray(pixels), 64, 64, from_photo=True)  # what a user's copy of it gives
+    assert np.array_equal(traced, sketch[0].numpy())
+    assert "sketch" not in EmojiDataset(size=16, templates=False)[0]  # off by default: tracing costs 0.1 s an emoji
 
 
 @needs_font
@@ -181,3 +200,5 @@ def test_bad_options_are_refused():
         EmojiDataset(background="plaid")
     with pytest.raises(InvalidRequestError, match="templates must be true or false"):
         EmojiDataset(templates="sometimes")
+    with pytest.raises(InvalidRequestError, match="sketch must be true or false"):
+        EmojiDataset(sketch="yes")

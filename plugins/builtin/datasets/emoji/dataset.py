@@ -24,7 +24,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from PIL import ImageColor
+from PIL import Image, ImageColor
 
 from toolkit.components import Dataset
 from toolkit.errors import InvalidRequestError
@@ -65,17 +65,18 @@ class EmojiDataset(Dataset):
     splits = ("train", "test")
 
     def __init__(self, split: str = "train", *, size: int = 64, seed: int = 0, font: str | None = None,
-                 background: str = "white", templates: bool = True, **options: Any):
+                 background: str = "white", templates: bool = True, sketch: bool = False, **options: Any):
         if options:
             raise InvalidRequestError(f"dataset 'emoji' has no options {sorted(options)}; it takes split, size, "
-                                      "seed, font, background and templates")
+                                      "seed, font, background, templates and sketch")
         if split not in self.splits:
             raise InvalidRequestError(f"dataset 'emoji' has splits {', '.join(self.splits)}, not '{split}'")
         if not isinstance(size, int) or isinstance(size, bool) or size < MIN_SIZE:
             raise InvalidRequestError(f"dataset 'emoji': size must be a whole number of pixels, {MIN_SIZE} or more, "
                                       f"not {size!r}")
-        if not isinstance(templates, bool):
-            raise InvalidRequestError(f"dataset 'emoji': templates must be true or false, not {templates!r}")
+        for option, value in (("templates", templates), ("sketch", sketch)):
+            if not isinstance(value, bool):
+                raise InvalidRequestError(f"dataset 'emoji': {option} must be true or false, not {value!r}")
         try:
             self.background = ImageColor.getrgb(str(background))[:3]
         except ValueError:
@@ -92,6 +93,8 @@ class EmojiDataset(Dataset):
         order = np.random.default_rng([self.seed, 0xE1]).permutation(len(chosen))
         self.items: list[EmojiInfo] = [chosen[i] for i in order]
         self.templates = TEMPLATES if templates else TEMPLATES[:1]
+        self.sketch = sketch
+        self._sketches: dict[str, np.ndarray] = {}  # emoji -> (size, size) lines, traced once (0.1 s each)
 
     def is_heldout(self, info: EmojiInfo) -> bool:
         """Whether ``info`` shows a held-out (emoji, skin tone) or (person, hair) combination."""
@@ -112,11 +115,27 @@ class EmojiDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """A sample: "image" ``(3, size, size)`` float32 in [-1, 1]; "caption" str; "attributes"
         ``{"emoji", "name", "base", "base_name", "skin_tone", "hair", "person", "gender",
-        "category", "heldout"}`` (names.py says what each holds)."""
+        "category", "heldout"}`` (names.py says what each holds); with the ``sketch`` option
+        also "sketch" ``(1, size, size)`` float32 in [0, 1], 1 = line: the emoji's outlines as
+        the ``sketch`` conditioner traces a rendering (``sketch_lines``), so a model trained on
+        them reads a user's drawing the same way."""
         import torch
 
         item, caption = self.info(int(index))
         pixels = draw(self.font, item.emoji, self.size, self.background)  # (H, W, 3) uint8, cached
         image = torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0)
-        return {"image": image, "caption": caption,
-                "attributes": {**item.attributes(), "heldout": self.split == "test"}}
+        sample = {"image": image, "caption": caption,
+                  "attributes": {**item.attributes(), "heldout": self.split == "test"}}
+        if self.sketch:
+            sample["sketch"] = torch.from_numpy(self.lines(item.emoji, pixels))[None]
+        return sample
+
+    def lines(self, emoji: str, pixels: np.ndarray) -> np.ndarray:
+        """The emoji's line drawing ``(size, size)`` float32 in [0, 1], traced from its
+        rendering ``pixels`` ``(size, size, 3)`` uint8 (all zeros when nothing traces)."""
+        if emoji not in self._sketches:
+            from toolkit_plugins.conditioners.sketch_lines import sketch_lines
+
+            traced = sketch_lines(Image.fromarray(pixels), self.size, self.size, from_photo=True)
+            self._sketches[emoji] = np.zeros((self.size, self.size), np.float32) if traced is None else traced
+        return self._sketches[emoji]
