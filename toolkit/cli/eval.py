@@ -75,6 +75,7 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
       toolkit eval --model ./my-model --dataset digits --size 16
       toolkit eval-classifier train --dataset digits --size 16    (when no classifier fits)
       toolkit eval --model ldm-shapes --prompts shapes-paraphrases
+    toolkit eval --model ldm-emoji --prompts emoji-paraphrases --images-per-prompt 4
       toolkit eval --model ldm-shapes --sketches --sketch-style thick --sketch-style photo
       toolkit eval --model ldm-shapes --inpainting 100 --feather 3
 
@@ -166,16 +167,23 @@ def _takes_only_text(model: str, registry: Registry) -> bool:
 def prompt_eval_table(report: dict[str, Any]) -> Table:
     """Per prompt group: the share of images right on each check."""
     r = report
-    columns = ("shape", "colour", "size", "position", "count", "binding", "all_correct", "clip_score",
-               "present_without_negative", "present_with_negative")
+    checks = r.get("checks") or ("shape", "colour", "size", "position", "count", "binding", "all_correct")
+    columns = (*checks, "clip_score", "present_without_negative", "present_with_negative")
     shown = [c for c in columns if any(c in g for g in r["groups"].values())]
+    notes = [r["clip_score_note"]] if r["clip_score_note"] else []
+    if r.get("fid_classifier") is not None:
+        notes.append(f"FID (classifier features) {r['fid_classifier']:.2f} against the real training images, "
+                     f"{r['fid_classifier_real_baseline']:.2f} for the prompts' own real images")
+    if r.get("seed_spread") is not None:
+        notes.append(f"seeds of one prompt: {r['seed_spread']:.2f} of the distance between two different real images "
+                     f"apart, {r['seed_pixel_difference']:.1f} levels per pixel")
     table = Table(title=f"{r['model']} on {Path(r['prompts']).name}: {r['images_per_prompt']} images per prompt, "
                         f"{r['sampler']} {r['steps']} steps, guidance {r['guidance_scale']}, {r['seconds']:.0f} s",
-                  caption=r["clip_score_note"] or "")
+                  caption="\n".join(notes))
     table.add_column("group")
     table.add_column("prompts", justify="right")
     labels = {"position": "pos.", "all_correct": "all right", "clip_score": "CLIP", "present_without_negative": "named, no neg.",
-              "present_with_negative": "named, neg."}
+              "present_with_negative": "named, neg.", "base_top1": "top-1", "base_top5": "top-5", "skin_tone": "skin tone"}
     for column in shown:
         table.add_column(labels.get(column, column), justify="right")
     for name, g in r["groups"].items():
@@ -274,16 +282,25 @@ def eval_classifier() -> None:
 @click.option("--size", required=True, type=click.IntRange(8, 1024), help="Image size, as the models were trained.")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="Dataset option, e.g. max_objects=1.")
-@click.option("--steps", default=1000, show_default=True, type=click.IntRange(1),
-              help="Optimizer steps (batches of 128).")
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(1), help="Optimizer steps.")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(2, 4096), help="Images per step.")
+@click.option("--width", default=16, show_default=True, type=click.IntRange(4, 256), help="Channels of the first conv block.")
+@click.option("--features", default=64, show_default=True, type=click.IntRange(8, 2048),
+              help="Size of the feature layer FID and the other metrics are measured in.")
+@click.option("--blocks", default=3, show_default=True, type=click.IntRange(1, 6),
+              help="Conv blocks, each after the first at half the resolution (5 for 64x64 emoji).")
+@click.option("--augment/--shift-only", default=False, show_default=True,
+              help="Train on zoomed, shifted, blurred, relit and noised images, not shifted only "
+                   "(for data with one image per class).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of weights and batch order.")
 @click.option("--out", "out_dir", type=OutputPath(folder=True),
-              help="Folder to write; default $TOOLKIT_HOME/eval_classifiers/<dataset>-<size>, "
+              help="Folder to write; default $TOOLKIT_HOME/eval_classifiers/<dataset>-<size>[-option=value...], "
                    "where `toolkit eval` looks first.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.pass_obj
-def eval_classifier_train(obj: CommandContext, dataset: str, size: int, options: tuple[str, ...], steps: int, seed: int, out_dir: str | None,
-                          device: str) -> None:
+def eval_classifier_train(obj: CommandContext, dataset: str, size: int, options: tuple[str, ...], steps: int,
+                          batch_size: int, width: int,
+                          features: int, blocks: int, augment: bool, seed: int, out_dir: str | None, device: str) -> None:
     """Train the classifier `toolkit eval` uses for one dataset at one size; prints its test accuracy.
 
     \b
@@ -291,12 +308,15 @@ def eval_classifier_train(obj: CommandContext, dataset: str, size: int, options:
       toolkit eval-classifier train --dataset digits --size 16
       toolkit eval-classifier train --dataset shapes --size 32 -o max_objects=1
       toolkit eval-classifier train --dataset imagefolder --size 64 -o root=./photos --steps 3000
+      toolkit eval-classifier train --dataset emoji --size 64 --width 24 --features 256 --blocks 5 --augment --steps 3000 --batch-size 64
     """
     from toolkit.eval.classifier import load_classifier, train_classifier
 
     with progress_bar() as bar:
-        folder = train_classifier(dataset, size, parse_options(options), out=out_dir, steps=steps, seed=seed, registry=obj.registry,
-                                  device=device, progress=bar)
+        folder = train_classifier(dataset, size, parse_options(options), out=out_dir, steps=steps,
+                                  batch_size=batch_size, width=width,
+                                  feature_dim=features, blocks=blocks, augmentations=augment, seed=seed,
+                                  registry=obj.registry, device=device, progress=bar)
     accuracy = load_classifier(folder).test_accuracy
     console.print(f"test accuracy {100 * accuracy:.1f}% on the held-out '{dataset}' test split", highlight=False)
     out.print(str(folder), highlight=False, markup=False, soft_wrap=True)

@@ -72,6 +72,13 @@ class Dataset(ABC):
         without a checker of their own raise."""
         raise NotImplementedError(f"dataset '{self.name}' cannot check images against prompts")
 
+    def reference_image(self, caption: str) -> torch.Tensor:
+        """For ``toolkit eval --prompts``: the one real image ``(3, H, W)`` in [-1, 1] a caption
+        stands for, where the data has one per caption (emoji). Generated images are then
+        compared with these in the evaluation classifier's features (FID, seed diversity).
+        Datasets whose captions fit many images raise."""
+        raise NotImplementedError(f"dataset '{self.name}' has no single image per caption")
+
     def shows_attribute(self, image: torch.Tensor, attributes: dict[str, str]) -> bool:
         """Whether image ``(3, H, W)`` in [-1, 1] shows an object with all these attribute
         values (``{"colour": "red"}``): how a negative prompt is checked."""

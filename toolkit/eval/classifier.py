@@ -10,6 +10,7 @@ options: first in ``$TOOLKIT_HOME/eval_classifiers``, then among those plugins s
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,10 @@ class DataRef:
 
     @property
     def folder_name(self) -> str:
-        """The default classifier folder: "<dataset>-<size>"."""
-        return f"{self.name}-{self.size}"
+        """The default classifier folder: "<dataset>-<size>", then "-key=value" per option (a
+        value's characters that a folder name cannot hold, such as a path's "/", become "_")."""
+        options = "".join(f"-{k}={option_text(v)}" for k, v in sorted(self.options.items()))
+        return f"{self.name}-{self.size}" + re.sub(r"[^\w.=-]+", "_", options)
 
     def matches(self, other: DataRef) -> bool:
         # Options compare as JSON, so 1 and 1.0 or differently ordered keys cannot split hairs.
@@ -53,11 +56,11 @@ class DataRef:
         return self.name == other.name and self.size == other.size and same
 
     def describe(self) -> str:
-        options = "".join(f" -o {k}={v}" for k, v in sorted(self.options.items()))
+        options = "".join(f" -o {k}={option_text(v)}" for k, v in sorted(self.options.items()))
         return f"dataset '{self.name}' at {self.size}x{self.size}" + (f" with{options}" if options else "")
 
     def train_command(self) -> str:
-        options = "".join(f" -o {k}={v}" for k, v in sorted(self.options.items()))
+        options = "".join(f" -o {k}={option_text(v)}" for k, v in sorted(self.options.items()))
         return f"toolkit eval-classifier train --dataset {self.name} --size {self.size}{options}"
 
     def build(self, split: str, registry: Registry) -> Dataset:
@@ -65,6 +68,11 @@ class DataRef:
             raise EvaluationError(f"dataset '{self.name}' has no '{split}' split (it has "
                                   f"{', '.join(registry.get('datasets', self.name).splits)}); evaluation needs a train and a test split")
         return build_dataset(registry, self.name, split=split, size=self.size, seed=self.seed, options=self.options)
+
+
+def option_text(value: Any) -> str:
+    """A dataset option's value as ``-o key=VALUE`` takes it: true, not Python's True."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def load_images(data: Dataset, indices: list[int] | None = None, *, progress: Any = None,
@@ -92,31 +100,36 @@ class EvalClassifier(nn.Module):
     """A small CNN that tells a dataset's classes apart; its penultimate layer is the feature
     space every distribution metric here is measured in.
 
-    Three conv blocks (conv 3x3, BatchNorm, ReLU; 2x2 max-pool between them), global average
-    pooling, a ``feature_dim`` layer, a linear head. Global pooling makes it work at any
-    image size, and keeps a 1-2 pixel shift from changing the features much.
+    ``blocks`` conv blocks (conv 3x3, BatchNorm, ReLU; 2x2 max-pool between them; widths
+    ``width``, 2x, 4x, then 8x), global average pooling, a ``feature_dim`` layer, a linear
+    head. Global pooling makes it work at any image size, and keeps a 1-2 pixel shift from
+    changing the features much. Three blocks see 10x10 pixels each, enough for digits and
+    shapes; emoji need five, to see a face's parts together.
     """
 
-    def __init__(self, num_classes: int, *, width: int = 16, feature_dim: int = 64):
+    def __init__(self, num_classes: int, *, width: int = 16, feature_dim: int = 64, blocks: int = 3):
         super().__init__()
-        self.num_classes, self.width, self.feature_dim = num_classes, width, feature_dim
+        self.num_classes, self.width, self.feature_dim, self.blocks = num_classes, width, feature_dim, blocks
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
-        self.trunk = nn.Sequential(
-            block(3, width), nn.MaxPool2d(2), block(width, 2 * width), nn.MaxPool2d(2), block(2 * width, 4 * width),
-        )
-        self.embed = nn.Sequential(nn.Linear(4 * width, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU())
+        widths = [width * min(2 ** i, 8) for i in range(blocks)]
+        layers: list[nn.Module] = [block(3, widths[0])]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.MaxPool2d(2), block(c_in, c_out)]
+        self.trunk = nn.Sequential(*layers)
+        self.embed = nn.Sequential(nn.Linear(widths[-1], feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU())
         self.head = nn.Linear(feature_dim, num_classes)
 
     @property
     def config(self) -> dict[str, int]:
-        return {"num_classes": self.num_classes, "width": self.width, "feature_dim": self.feature_dim}
+        config = {"num_classes": self.num_classes, "width": self.width, "feature_dim": self.feature_dim}
+        return config if self.blocks == 3 else {**config, "blocks": self.blocks}  # older folders have no "blocks"
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """x: ``(B, 3, S, S)`` in [-1, 1] -> features ``(B, feature_dim)``, non-negative."""
-        h = self.trunk(x)  # (B, 4 * width, S / 4, S / 4)
+        h = self.trunk(x)  # (B, C, S / 2 ** (blocks - 1), same)
         return self.embed(h.mean(dim=(2, 3)))  # (B, feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,16 +210,44 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     return shifted.permute(0, 3, 1, 2).contiguous()
 
 
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """What a generated image may differ from its training render by, drawn per image of
+    ``(B, 3, S, S)`` in [-1, 1]: a zoom of 0.85-1.15 and a shift of up to 6% (on the
+    background, which the corner pixel gives), a blur half the time, brightness and contrast
+    within 10%, and faint noise. A judge trained on clean renders alone reads a slightly soft
+    or off-centre sample as another class."""
+    b, _, s, _ = images.shape
+    u = torch.rand(b, 6, generator=generator)
+    zoom = 0.85 + 0.3 * u[:, 0]
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
+    theta[:, :, 2] = (u[:, 1:3] - 0.5) * 0.12
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    background = images[:, :, :1, :1]  # (B, 3, 1, 1): the renders are centred on a plain background
+    moved = F.grid_sample(images - background, grid, padding_mode="zeros", align_corners=False) + background
+    blurred = F.avg_pool2d(F.pad(moved, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    moved = torch.where((u[:, 3] < 0.5)[:, None, None, None], blurred, moved)
+    mean = moved.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = (0.9 + 0.2 * u[:, 4]).reshape(b, 1, 1, 1)
+    brightness = ((u[:, 5] - 0.5) * 0.2).reshape(b, 1, 1, 1)
+    noise = 0.03 * torch.randn(moved.shape, generator=generator)
+    return ((moved - mean) * contrast + mean + brightness + noise).clamp(-1, 1)
+
+
 def train_classifier(dataset: str, size: int, options: dict[str, Any] | None = None, *, out: str | Path | None = None,
                      steps: int = 1000, batch_size: int = 128, lr: float = 3e-3, max_shift: int = 2,
-                     train_samples: int = 10_000, width: int = 16, feature_dim: int = 64, seed: int = 0,
-                     device: str = "cpu", registry: Registry | None = None, progress: Any = None) -> Path:
+                     train_samples: int = 10_000, width: int = 16, feature_dim: int = 64, blocks: int = 3,
+                     augmentations: bool = False, seed: int = 0, device: str = "cpu", registry: Registry | None = None,
+                     progress: Any = None) -> Path:
     """Train an ``EvalClassifier`` on the dataset's ``train`` split, measure its accuracy on
     the held-out ``test`` split, and save it. Returns the folder (default
     ``$TOOLKIT_HOME/eval_classifiers/<dataset>-<size>``, where ``toolkit eval`` looks first).
 
     train_samples: at most this many training images are loaded (the first ones; datasets
     are deterministic), which keeps a 20,000-image procedural split to seconds of loading.
+    width, feature_dim, blocks: the ``EvalClassifier``'s size.
+    augmentations: besides the shift, ``augment``'s zoom, blur, light and noise (for a
+    dataset of one render per class, whose generated images are never pixel-exact).
     progress: a ``rich.progress.Progress``, or None for silence.
     """
     registry = registry or get_registry()
@@ -221,7 +262,7 @@ def train_classifier(dataset: str, size: int, options: dict[str, Any] | None = N
 
     with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's RNG
         torch.manual_seed(seed)
-        model = EvalClassifier(len(class_names), width=width, feature_dim=feature_dim).to(device)
+        model = EvalClassifier(len(class_names), width=width, feature_dim=feature_dim, blocks=blocks).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     rng = torch.Generator().manual_seed(seed)
@@ -232,7 +273,8 @@ def train_classifier(dataset: str, size: int, options: dict[str, Any] | None = N
         if len(order) < batch_size:  # a fresh shuffled epoch
             order = torch.cat([order, torch.randperm(len(images), generator=rng)])
         index, order = order[:batch_size], order[batch_size:]
-        x = random_shift(images[index], max_shift, rng).to(device)
+        x = augment(images[index], rng) if augmentations else random_shift(images[index], max_shift, rng)
+        x = x.to(device)
         loss = F.cross_entropy(model(x), labels[index].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,7 +295,7 @@ def train_classifier(dataset: str, size: int, options: dict[str, Any] | None = N
         "test_accuracy": round((predicted == test_labels).double().mean().item(), 4),
         "test_samples": len(test_labels),
         "train": {"steps": steps, "batch_size": batch_size, "lr": lr, "max_shift": max_shift,
-                  "train_samples": len(labels), "seed": seed},
+                  "train_samples": len(labels), "seed": seed, **({"augmentations": True} if augmentations else {})},
         "versions": library_versions(),
     }
     folder = Path(out) if out is not None else user_classifiers_dir() / data.folder_name

@@ -18,6 +18,16 @@ The CLIP score (Hessel et al. 2021, https://arxiv.org/abs/2104.08718: 100 x max(
 between image and prompt) uses the model's own CLIP, or else the dataset's reference model's:
 never OpenAI's, so compare it only with other figures from this toolkit.
 
+Where the dataset has one real image per caption (``Dataset.reference_image``: emoji) and
+an evaluation classifier fits the model's data, the report adds, in that classifier's
+features: ``fid_classifier``, the Fréchet distance from the generated images to the real
+training images, beside ``fid_classifier_real_baseline``, the same for the prompts' own real
+images (what a generator that drew each prompt exactly would score); and ``seed_spread``,
+the mean distance between two images of one prompt over the mean distance between the real
+images of two different prompts (0: every seed draws the same picture; the real data has
+one image per caption, so its own figure is 0), with ``seed_pixel_difference``, the mean
+absolute difference in 8-bit levels between two images of one prompt.
+
 The dataset plugin supplies everything domain-specific: the checks, the prompt sets it
 ships (``--prompts NAME``) and the default one, and the reference CLIP.
 """
@@ -34,6 +44,8 @@ import torch
 
 from toolkit.components import Dataset, Generator, ImageTextScorer, image_text_scorer
 from toolkit.errors import EvaluationError, ToolkitError
+from toolkit.eval.classifier import ClassifierFeatures, find_classifier, load_images
+from toolkit.eval.metrics import frechet_distance, mean_pairwise_distance
 from toolkit.eval.models import model_data
 from toolkit.generation.images import pil_to_tensor
 from toolkit.generation.store import find_model, load_generator
@@ -113,13 +125,14 @@ def evaluate_prompts(model: str, prompts: str | Path | None = None, *, images_pe
     entries = read_prompt_file(prompts)
     settings = {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale}
     task = progress.add_task(f"evaluating {info.name} on {Path(prompts).name}", total=len(entries)) if progress else None
-    rows, scorer, first = [], None, None
+    rows, scorer, first, generated = [], None, None, []
     for index, entry in enumerate(entries):
         request = {"model": model, "prompt": entry["prompt"], "n": images_per_prompt, "seed": seed + index,
                    **{k: v for k, v in settings.items() if v is not None}}
         result = pipeline.generate(request, device=device, registry=registry)
         first = first or result
         images = torch.cat([pil_to_tensor(image) for image in result.images])
+        generated.append(images)
         checks = [data.score_prompt(image, entry["caption"]) for image in images]
         row = {"prompt": entry["prompt"], "caption": entry["caption"], "group": entry["group"], "checks": checks}
         if scorer is None:
@@ -140,8 +153,42 @@ def evaluate_prompts(model: str, prompts: str | Path | None = None, *, images_pe
     return {
         "model": info.name, "prompts": str(prompts), "images_per_prompt": images_per_prompt, "seed": seed,
         "sampler": req.sampler, "steps": req.steps, "guidance_scale": req.guidance_scale,
+        "checks": list(type(data).prompt_checks),
         "groups": summarise(rows, type(data).prompt_checks), "clip_score_note": type(data).clip_score_note if scorer else None,
+        **distribution_figures(data, [entry["caption"] for entry in entries], generated, model_data(info, dataset), registry),
         "seconds": time.perf_counter() - started, "rows": rows,
+    }
+
+
+def distribution_figures(data: Dataset, captions: list[str], images: list[torch.Tensor], ref: Any,
+                         registry: Registry) -> dict[str, Any]:
+    """FID against the real training images and seed spread (see the module docstring), for
+    ``images``: one ``(n, 3, H, W)`` batch per caption. Empty where the dataset has no single
+    image per caption or no classifier fits ``ref`` (the model's ``DataRef``)."""
+    try:
+        references = torch.stack([data.reference_image(caption) for caption in captions])  # (P, 3, H, W)
+        judge = find_classifier(ref, registry)
+    except (NotImplementedError, EvaluationError):
+        return {}
+    train = ref.build("train", registry)
+    real, _ = load_images(train, list(range(min(len(train), 10_000))), what=f"{ref.name} train")
+    fake = torch.cat(images)
+    repeated = torch.cat([reference[None].expand(len(batch), -1, -1, -1) for reference, batch in zip(references, images)])
+    extractor = ClassifierFeatures(judge)
+    spreads, pixels = [], []
+    for batch in images:
+        if len(batch) >= 2:
+            spreads.append(mean_pairwise_distance(judge.embed(batch)[0]))
+            levels = (batch + 1) * 127.5
+            pixels.append(float((levels[:, None] - levels[None]).abs().mean() * len(batch) / (len(batch) - 1)))
+    between = mean_pairwise_distance(judge.embed(references)[0]) if len(references) >= 2 else float("nan")
+    return {
+        "fid_classifier": frechet_distance(real, fake, extractor),
+        "fid_classifier_real_baseline": frechet_distance(real, repeated, extractor),
+        "fid_real_images": len(real),
+        "seed_spread": float(np.mean(spreads)) / between if spreads else None,
+        "seed_pixel_difference": float(np.mean(pixels)) if pixels else None,
+        "classifier": str(judge.path),
     }
 
 

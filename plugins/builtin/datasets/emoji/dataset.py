@@ -21,7 +21,9 @@ Sample ``i`` shows emoji ``i % n`` of the split (in a seeded order) with caption
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageColor
@@ -32,9 +34,22 @@ from toolkit.errors import InvalidRequestError
 from .font import EmojiFont, draw, load_font, scan
 from .names import HAIR_STYLES, PERSONS, TEMPLATES, TONES, EmojiInfo, all_emoji
 
+if TYPE_CHECKING:
+    import torch
+
+    from toolkit.eval.classifier import TrainedClassifier
+
 HELDOUT_FRACTION = 0.15  # of the emoji that take a skin tone
 MIN_SIZE = 8
 TONE_NAMES = tuple(TONES.values())
+# What "class_label" numbers (the `label` option): the base emoji, or the skin tone.
+LABELS = ("base", "tone")
+TONE_CLASSES = ("none", *TONE_NAMES, "mixed")  # "mixed": two people of different tones
+
+
+def tone_class(skin_tone: str | None) -> str:
+    """The ``TONE_CLASSES`` entry of an emoji's ``skin_tone``."""
+    return "none" if skin_tone is None else "mixed" if "/" in skin_tone else skin_tone
 
 
 def heldout_tones(seed: int) -> frozenset[tuple[str, str]]:
@@ -63,18 +78,27 @@ class EmojiDataset(Dataset):
     description = ("every emoji a colour emoji font draws, captioned in English from the CLDR names, "
                    "with a test split of unseen (emoji, skin tone) and (person, hair) combinations")
     splits = ("train", "test")
+    # `toolkit eval --prompts`: the prompt sets in prompts/ (docs/make_emoji_prompts.py writes
+    # the generated ones), checked by the two emoji classifiers (see ``score_prompt``).
+    prompt_sets = {f.stem: f for f in sorted((Path(__file__).parent / "prompts").glob("*.jsonl"))}
+    default_prompt_set = "emoji-names"
+    prompt_checks = ("base_top1", "base_top5", "skin_tone", "all_correct")
 
     def __init__(self, split: str = "train", *, size: int = 64, seed: int = 0, font: str | None = None,
-                 background: str = "white", templates: bool = True, sketch: bool = False, **options: Any):
+                 background: str = "white", templates: bool = True, sketch: bool = False, label: str = "base",
+                 heldout: bool = True, **options: Any):
         if options:
             raise InvalidRequestError(f"dataset 'emoji' has no options {sorted(options)}; it takes split, size, "
-                                      "seed, font, background, templates and sketch")
+                                      "seed, font, background, templates, sketch, label and heldout")
+        if label not in LABELS:
+            raise InvalidRequestError(f"dataset 'emoji': label must be {' or '.join(LABELS)} (what class_label "
+                                      f"numbers), not {label!r}")
         if split not in self.splits:
             raise InvalidRequestError(f"dataset 'emoji' has splits {', '.join(self.splits)}, not '{split}'")
         if not isinstance(size, int) or isinstance(size, bool) or size < MIN_SIZE:
             raise InvalidRequestError(f"dataset 'emoji': size must be a whole number of pixels, {MIN_SIZE} or more, "
                                       f"not {size!r}")
-        for option, value in (("templates", templates), ("sketch", sketch)):
+        for option, value in (("templates", templates), ("sketch", sketch), ("heldout", heldout)):
             if not isinstance(value, bool):
                 raise InvalidRequestError(f"dataset 'emoji': {option} must be true or false, not {value!r}")
         try:
@@ -89,11 +113,17 @@ class EmojiDataset(Dataset):
         self.drawable = len(drawable)
         self.heldout_tones = heldout_tones(self.seed)
         self.heldout_hair = heldout_hair(self.seed)
-        chosen = [known[e] for e in drawable if self.is_heldout(known[e]) == (split == "test")]
+        # heldout=false: train holds every emoji, for a judge that must know every one (the
+        # evaluation classifier); test still holds the held-out ones.
+        chosen = [known[e] for e in drawable
+                  if self.is_heldout(known[e]) == (split == "test") or (split == "train" and not heldout)]
         order = np.random.default_rng([self.seed, 0xE1]).permutation(len(chosen))
         self.items: list[EmojiInfo] = [chosen[i] for i in order]
         self.templates = TEMPLATES if templates else TEMPLATES[:1]
-        self.sketch = sketch
+        self.sketch, self.label = sketch, label
+        # Every drawable emoji's base, whichever the split: both splits number classes alike.
+        self.base_names = sorted({known[e].base_name for e in drawable})
+        self._class_index = {name: i for i, name in enumerate(self.class_names)}
         self._sketches: dict[str, np.ndarray] = {}  # emoji -> (size, size) lines, traced once (0.1 s each)
 
     def is_heldout(self, info: EmojiInfo) -> bool:
@@ -104,6 +134,15 @@ class EmojiDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items) * len(self.templates)
 
+    @property
+    def class_names(self) -> list[str]:
+        """The base emoji's CLDR names (``label: base``, about 1,850) or ``TONE_CLASSES``."""
+        return list(self.base_names) if self.label == "base" else list(TONE_CLASSES)
+
+    def class_of(self, info: EmojiInfo) -> int:
+        """The ``class_label`` of an emoji under this dataset's ``label``."""
+        return self._class_index[info.base_name if self.label == "base" else tone_class(info.skin_tone)]
+
     def info(self, index: int) -> tuple[EmojiInfo, str]:
         """The emoji of sample ``index`` and its caption."""
         if not 0 <= index < len(self):
@@ -113,7 +152,8 @@ class EmojiDataset(Dataset):
         return item, self.templates[(index // n + index % n) % len(self.templates)].format(item.phrase)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """A sample: "image" ``(3, size, size)`` float32 in [-1, 1]; "caption" str; "attributes"
+        """A sample: "image" ``(3, size, size)`` float32 in [-1, 1]; "caption" str;
+        "class_label" int (the base emoji or the skin tone, by ``label``); "attributes"
         ``{"emoji", "name", "base", "base_name", "skin_tone", "hair", "person", "gender",
         "category", "heldout"}`` (names.py says what each holds); with the ``sketch`` option
         also "sketch" ``(1, size, size)`` float32 in [0, 1], 1 = line: the emoji's outlines as
@@ -124,8 +164,8 @@ class EmojiDataset(Dataset):
         item, caption = self.info(int(index))
         pixels = draw(self.font, item.emoji, self.size, self.background)  # (H, W, 3) uint8, cached
         image = torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0)
-        sample = {"image": image, "caption": caption,
-                  "attributes": {**item.attributes(), "heldout": self.split == "test"}}
+        sample = {"image": image, "caption": caption, "class_label": self.class_of(item),
+                  "attributes": {**item.attributes(), "heldout": self.is_heldout(item)}}
         if self.sketch:
             sample["sketch"] = torch.from_numpy(self.lines(item.emoji, pixels))[None]
         return sample
@@ -139,3 +179,55 @@ class EmojiDataset(Dataset):
             traced = sketch_lines(Image.fromarray(pixels), self.size, self.size, from_photo=True)
             self._sketches[emoji] = np.zeros((self.size, self.size), np.float32) if traced is None else traced
         return self._sketches[emoji]
+
+    # -- checking images against captions (`toolkit eval --prompts`) ---------------------------
+
+    def caption_emoji(self, caption: str) -> EmojiInfo:
+        """The emoji a caption of this dataset (any template, either split) names."""
+        found = _captions().get(caption.strip().lower())
+        if found is None:
+            raise InvalidRequestError(f"dataset 'emoji': {caption!r} is no emoji's caption; a prompt file's \"caption\" "
+                                      "must be one (\"a dog face\", \"a woman with red hair, dark skin tone\")")
+        return found
+
+    def score_prompt(self, image: torch.Tensor, caption: str) -> dict[str, bool]:
+        """Does image ``(3, H, W)`` in [-1, 1] show the emoji ``caption`` names? Read by the
+        evaluation classifiers of this size (``toolkit eval-classifier train --dataset emoji``,
+        once with ``-o label=tone``): ``base_top1`` / ``base_top5``, the base emoji among the
+        classifier's first one or five guesses; ``skin_tone`` (emoji with one tone only),
+        the tone classifier's guess; ``all_correct``, base top-1 and tone both right."""
+        info = self.caption_emoji(caption)
+        base, tone = judges(self.size)
+        logits = base.embed(image[None])[1][0]  # (classes,)
+        target = base.class_names.index(info.base_name)
+        guesses = logits.topk(5).indices.tolist()
+        checks = {"base_top1": guesses[0] == target, "base_top5": target in guesses}
+        if info.skin_tone is not None and "/" not in info.skin_tone:
+            checks["skin_tone"] = tone.class_names[int(tone.embed(image[None])[1][0].argmax())] == info.skin_tone
+        checks["all_correct"] = all(checks.values())
+        return checks
+
+    def reference_image(self, caption: str) -> torch.Tensor:
+        """The real emoji ``caption`` names, ``(3, size, size)`` in [-1, 1]: what a generator
+        that drew it perfectly would give (``toolkit eval --prompts`` measures FID against it)."""
+        import torch
+
+        pixels = draw(self.font, self.caption_emoji(caption).emoji, self.size, self.background)
+        return torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0)
+
+
+@lru_cache(maxsize=1)
+def _captions() -> dict[str, EmojiInfo]:
+    """Every caption of every emoji (all templates), lower case -> the emoji."""
+    return {template.format(info.phrase).lower(): info for info in all_emoji() for template in TEMPLATES}
+
+
+@lru_cache(maxsize=4)
+def judges(size: int) -> tuple[TrainedClassifier, TrainedClassifier]:
+    """The base-emoji and skin-tone evaluation classifiers for ``size`` x ``size`` emoji. The
+    base one is trained with ``heldout: false``: a judge must know the held-out emoji too (the
+    (person, hair) pairs training never shows are base emoji of their own)."""
+    from toolkit.eval.classifier import DataRef, find_classifier
+
+    return (find_classifier(DataRef("emoji", size, {"heldout": False})),
+            find_classifier(DataRef("emoji", size, {"label": "tone"})))

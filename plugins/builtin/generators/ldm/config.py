@@ -49,6 +49,9 @@ class LDMConfig(BaseModel):
     beta_schedule: Literal["linear", "cosine"] = "cosine"
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     text_dropout: float = Field(0.1, ge=0, le=1, description="captions replaced by the empty prompt in training, for guidance")
+    encode_cache: int = Field(0, ge=0, description="training images and captions whose frozen encodings are kept "
+                              "rather than computed again each time (a dataset of a few thousand images fits whole; "
+                              "0 = encode every batch)")
     # -- sketch control (stage 4: a ControlNet over a trained denoiser) --
     base: str | None = Field(None, description="controlnet stage: folder of the trained ldm model it steers (kept frozen)")
     controlnet_embedding_channels: tuple[int, ...] = Field(

@@ -20,6 +20,7 @@ from toolkit.errors import ConfigError
 from .config import LDMConfig
 from .controlnet import build_controlnet
 from .denoiser import LDMGenerator
+from .noising import EncodeCache
 from .previews import FixedSamples
 from .text import without_padding
 from .unet import Control, control_residuals
@@ -53,6 +54,8 @@ class ControlNetStage(Trainable):
             network.requires_grad_(False)
         downsamplings = len(base.vae.config.block_out_channels) - 1
         controlnet = build_controlnet(base.unet, config, downsamplings)
+        if config.encode_cache:
+            base.encode_cache = EncodeCache(config.encode_cache)
         return cls(config, base, controlnet, FixedSamples(dataset))
 
     def training_modules(self) -> dict[str, nn.Module]:

@@ -44,7 +44,7 @@ from .config import (
     read_model_folder,
 )
 from .controlnet import CONTROLNET, load_controlnet
-from .noising import NoisedBatch, noised_batch
+from .noising import EncodeCache, NoisedBatch, noised_batch
 from .previews import FixedSamples
 from .text import (
     adapt,
@@ -92,6 +92,7 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
         # Sketch control: a ControlNet in the folder's controlnet/, loaded at the first request with a sketch.
         self.controlnet: nn.Module | None = None
         self.fixed: FixedSamples | None = None  # while training: the test captions previews draw
+        self.encode_cache: EncodeCache | None = None  # while training, where config.encode_cache asks for one
 
     def trained_module_names(self) -> list[str]:
         return ["unet"] + (["text_adapter"] if self.text_adapter is not None else [])
@@ -285,6 +286,8 @@ class LDMGenerator(Generator, ImageTextScorer, Trainable):
         model = cls(config, vae=vae, size=dataset.size, unet=unet, text=text, registry=context.registry,
                     num_classes=num_classes, text_adapter=adapter)
         model.fixed = FixedSamples(dataset)
+        if config.encode_cache:
+            model.encode_cache = EncodeCache(config.encode_cache)
         return model
 
     def training_modules(self) -> dict[str, nn.Module]:
