@@ -9,6 +9,7 @@ options: first in ``$TOOLKIT_HOME/eval_classifiers``, then among those plugins s
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ class EvalClassifier(nn.Module):
 
         widths = [width * min(2 ** i, 8) for i in range(blocks)]
         layers: list[nn.Module] = [block(3, widths[0])]
-        for c_in, c_out in zip(widths, widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.MaxPool2d(2), block(c_in, c_out)]
         self.trunk = nn.Sequential(*layers)
         self.embed = nn.Sequential(nn.Linear(widths[-1], feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU())
@@ -216,7 +217,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     background, which the corner pixel gives), a blur half the time, brightness and contrast
     within 10%, and faint noise. A judge trained on clean renders alone reads a slightly soft
     or off-centre sample as another class."""
-    b, _, s, _ = images.shape
+    b = images.shape[0]
     u = torch.rand(b, 6, generator=generator)
     zoom = 0.85 + 0.3 * u[:, 0]
     theta = torch.zeros(b, 2, 3)

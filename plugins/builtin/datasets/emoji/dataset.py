@@ -79,7 +79,7 @@ class EmojiDataset(Dataset):
                    "with a test split of unseen (emoji, skin tone) and (person, hair) combinations")
     splits = ("train", "test")
     # `toolkit eval --prompts`: the prompt sets in prompts/ (docs/make_emoji_prompts.py writes
-    # the generated ones), checked by the two emoji classifiers (see ``score_prompt``).
+    # them), checked by the two emoji classifiers (see ``score_prompt``).
     prompt_sets = {f.stem: f for f in sorted((Path(__file__).parent / "prompts").glob("*.jsonl"))}
     default_prompt_set = "emoji-names"
     prompt_checks = ("base_top1", "base_top5", "skin_tone", "all_correct")
