@@ -5,6 +5,9 @@
                                                                     seen on that emoji or person in training
     plugins/builtin/datasets/emoji/prompts/emoji-paraphrases.jsonl  what a person would type instead (PARAPHRASES),
                                                                     each with the emoji's caption it is scored against
+    plugins/builtin/datasets/emoji/prompts/emoji-tuning.jsonl       70 other training emoji (50 by name, 20 as "a picture
+                                                                    of ..."): settings such as the guidance scale are
+                                                                    chosen on these, never on the three above
 
 Deterministic: `python docs/make_emoji_prompts.py` rewrites the same files (it needs the
 Noto Color Emoji font, to know which emoji are drawable and in which split).
@@ -93,7 +96,13 @@ def main() -> None:
             raise SystemExit(f"{name} is not drawn by this font; choose another emoji")
         group = "paraphrases (held-out emoji)" if info in test.items else "paraphrases"
         paraphrases.append({"prompt": prompt, "caption": info.phrase, "group": group})
-    for filename, entries in (("emoji-names", names), ("emoji-heldout", heldout), ("emoji-paraphrases", paraphrases)):
+    named = {entry["prompt"] for entry in names}
+    rest = [info for info in train.items if info.phrase not in named]
+    tuning = [{"prompt": rest[i].phrase if k < 50 else f"a picture of {rest[i].phrase}", "caption": rest[i].phrase,
+               "group": "tuning: names" if k < 50 else "tuning: template"}
+              for k, i in enumerate(np.random.default_rng(7).choice(len(rest), 70, replace=False))]
+    for filename, entries in (("emoji-names", names), ("emoji-heldout", heldout), ("emoji-paraphrases", paraphrases),
+                              ("emoji-tuning", tuning)):
         path = OUT / f"{filename}.jsonl"
         path.write_text("".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries), encoding="utf-8")
         print(f"{path}: {len(entries)} prompts")
