@@ -601,3 +601,23 @@ def test_shipped_ldm_emoji_draws_from_minilm_and_replays(home):
     again = generate(model="ldm-emoji", prompt="a puppy", n=2, seed=3, steps=4)
     assert pixels(first).shape == (2, 64, 64, 3) and np.array_equal(pixels(first), pixels(again))
     assert not np.array_equal(pixels(first)[0], pixels(first)[1])  # two seeds, two pictures
+
+
+def test_encode_cache_falls_back_to_whole_batches_when_the_token_count_varies():
+    """A text encoder whose token count follows the longest prompt of the batch: cached rows
+    of another batch would not stack, so every batch is encoded whole from then on (and
+    images are still cached)."""
+    from toolkit_plugins.generators.ldm.noising import EncodeCache
+
+    from toolkit.components import TextEmbedding
+
+    class Varying:
+        def embed_prompts(self, texts):
+            length = max(len(t) for t in texts)
+            return TextEmbedding(torch.ones(len(texts), length, 2), torch.ones(len(texts), 2), None)
+
+    cache = EncodeCache(size=10)
+    assert cache.embed(Varying(), ["ab"]).tokens.shape == (1, 2, 2)
+    mixed = cache.embed(Varying(), ["ab", "abcd"])
+    assert mixed.tokens.shape == (2, 4, 2) and not cache.texts_stack and not cache.texts
+    assert cache.embed(Varying(), ["ab"]).tokens.shape == (1, 2, 2) and cache.size == 10

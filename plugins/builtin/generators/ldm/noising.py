@@ -42,6 +42,7 @@ class EncodeCache:
     size: int
     posteriors: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     texts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
+    texts_stack: bool = True  # False once a batch showed the text encoder's token count varies
 
     def latents(self, vae, images: torch.Tensor) -> torch.Tensor:
         """Unscaled latents sampled from each image's posterior: images ``(B, 3, H, W)`` ->
@@ -67,6 +68,8 @@ class EncodeCache:
         conditioner whose token count depends on the batch is encoded whole every time."""
         import torch
 
+        if not self.texts_stack:
+            return text.embed_prompts(captions)
         missing = list(dict.fromkeys(c for c in captions if c not in self.texts))
         if missing:
             fresh = text.embed_prompts(missing)
@@ -76,7 +79,7 @@ class EncodeCache:
             rows = {}
         chosen = [rows[c] if c in rows else self.texts[c] for c in captions]
         if len({row[0].shape for row in chosen}) > 1:
-            self.size = 0  # a batch-dependent length: rows of different batches do not stack
+            self.texts_stack = False  # a batch-dependent length: rows of different batches do not stack
             self.texts.clear()
             return text.embed_prompts(captions)
         for c, row in rows.items():
