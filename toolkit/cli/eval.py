@@ -75,7 +75,7 @@ def eval_cmd(obj: CommandContext, model: str, n_per_class: int, seed: int, out_f
       toolkit eval --model ./my-model --dataset digits --size 16
       toolkit eval-classifier train --dataset digits --size 16    (when no classifier fits)
       toolkit eval --model ldm-shapes --prompts shapes-paraphrases
-    toolkit eval --model ldm-emoji --prompts emoji-paraphrases --images-per-prompt 4
+      toolkit eval --model ldm-emoji --prompts emoji-paraphrases --images-per-prompt 4
       toolkit eval --model ldm-shapes --sketches --sketch-style thick --sketch-style photo
       toolkit eval --model ldm-shapes --inpainting 100 --feather 3
 
