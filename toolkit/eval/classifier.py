@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.components import Dataset, build_dataset
-from toolkit.eval.augment import augment, random_shift
 from toolkit.errors import EvaluationError, ModelError
+from toolkit.eval.augment import augment, random_shift
 from toolkit.generation.model_folder import load_weights, read_config, save_model_folder
 from toolkit.generation.recipe import library_versions
 from toolkit.generation.store import toolkit_home
